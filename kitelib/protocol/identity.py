@@ -1,0 +1,92 @@
+"""Kite identity: the seven fields that name one running kite.
+
+The string form is ``/username/environment/name/version/region/hostname/id``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Mapping
+
+# Field order of the string form and of Kontrol's query prefix rule.
+FIELDS: tuple[str, ...] = ("username", "environment", "name", "version", "region", "hostname", "id")
+
+
+class IdentityError(ValueError):
+    """An identity or query that does not follow the seven-field rules."""
+
+
+def new_kite_id() -> str:
+    """Return a fresh UUID4 string, the id of one kite process."""
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """The seven fields that name a kite. Any field may be empty until validated."""
+
+    username: str = ""
+    environment: str = ""
+    name: str = ""
+    version: str = ""
+    region: str = ""
+    hostname: str = ""
+    id: str = ""
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> "Identity":
+        """Build an identity from a wire object, rejecting non-string fields.
+
+        Unknown keys are ignored and missing keys become empty, as the Go and
+        JavaScript decoders do.
+        """
+        if data is None:
+            return cls()
+        if not isinstance(data, Mapping):
+            raise IdentityError(f"kite identity must be a JSON object, got {type(data).__name__}")
+        values = {}
+        for key in FIELDS:
+            value = data.get(key, "")
+            if value is None:
+                value = ""
+            if not isinstance(value, str):
+                raise IdentityError(
+                    f"kite identity field {key!r} must be a string, got {type(value).__name__}"
+                )
+            values[key] = value
+        return cls(**values)
+
+    @classmethod
+    def parse(cls, text: str) -> "Identity":
+        """Parse the string form. The id is the rest after six slashes, so it may contain '/'."""
+        if not text.startswith("/"):
+            raise IdentityError(
+                f"invalid kite identity {text!r}: it must start with '/' as in "
+                "/username/environment/name/version/region/hostname/id"
+            )
+        parts = text[1:].split("/", 6)
+        parts += [""] * (7 - len(parts))
+        return cls(*parts)
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return "/" + "/".join(getattr(self, key) for key in FIELDS)
+
+    def replace(self, **changes: str) -> "Identity":
+        return replace(self, **changes)
+
+    def validate(self) -> None:
+        """Raise IdentityError unless every field is non-empty and free of '/'.
+
+        The messages are the ones Kontrol sends back on ``register``.
+        """
+        for key in FIELDS:
+            value = getattr(self, key)
+            if not value:
+                raise IdentityError(f"Empty Kite field: {key}")
+            if "/" in value:
+                raise IdentityError(f"Field \"{key}\" must not contain '/'")
+
