@@ -102,35 +102,30 @@ class CallbackRegistry:
     def __init__(self) -> None:
         self._next_id = 0
         self._functions: dict[int, Callable[..., Any]] = {}
-        self._ids_by_function: dict[int, int] = {}
 
     def __len__(self) -> int:
         return len(self._functions)
 
-    def register(self, function: Callable[..., Any], *, reuse: bool = False) -> int:
-        """Store ``function`` and return its new id (or its old id when ``reuse`` is set)."""
-        if reuse:
-            existing = self._ids_by_function.get(id(function))
-            if existing is not None and self._functions.get(existing) is function:
-                return existing
+    def register(self, function: Callable[..., Any]) -> int:
+        """Store ``function`` under a new id and return the id.
+
+        Like Go, and unlike kite.js, a function sent twice gets two ids. The
+        functions stay registered until the connection closes, except response
+        callbacks, which the caller removes after the reply.
+        """
         callback_id = self._next_id
         self._next_id += 1
         self._functions[callback_id] = function
-        if reuse:
-            self._ids_by_function[id(function)] = callback_id
         return callback_id
 
     def get(self, callback_id: int) -> Callable[..., Any] | None:
         return self._functions.get(callback_id)
 
     def remove(self, callback_id: int) -> None:
-        function = self._functions.pop(callback_id, None)
-        if function is not None and self._ids_by_function.get(id(function)) == callback_id:
-            del self._ids_by_function[id(function)]
+        self._functions.pop(callback_id, None)
 
     def clear(self) -> None:
         self._functions.clear()
-        self._ids_by_function.clear()
 
     def scrub(self, arguments: list[Any], *, first: Iterable[tuple[list[PathElement], Callable[..., Any]]] = ()
               ) -> tuple[list[Any], dict[str, list[PathElement]]]:
@@ -155,7 +150,7 @@ class CallbackRegistry:
         if isinstance(value, (list, tuple)):
             return [self._scrub_value(item, path + [index], callbacks) for index, item in enumerate(value)]
         if callable(value):
-            callbacks[str(self.register(value, reuse=True))] = path
+            callbacks[str(self.register(value))] = path
             return FUNCTION_PLACEHOLDER
         return value
 
