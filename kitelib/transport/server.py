@@ -368,6 +368,12 @@ class KiteServer:
         body = await request.read()
         if not body:
             return web.Response(status=500, text="Payload expected.", headers=headers)
+        limit = self.kite.config.max_message_size
+        if len(body) > limit:
+            # The body is the frame a WebSocket client would send, so it gets the same limit.
+            logger.warning("rejected a %d-byte xhr_send body from %s: the limit is %d bytes", len(body),
+                           session.connection.describe(), limit)
+            return web.Response(status=413, text=f"Payload larger than {limit} bytes.", headers=headers)
         try:
             messages = sockjs.decode_client_frame(body)
         except sockjs.FrameError as exc:
