@@ -145,7 +145,10 @@ class Connection:
         reply_id = min(int(key) for key in callbacks)
         self.pending[reply_id] = future
         try:
-            await self.send_message(Message(method, scrubbed, callbacks))
+            try:
+                await self.send_message(Message(method, scrubbed, callbacks))
+            except TypeError as exc:
+                raise SendError(f"can't encode the arguments of {method!r} as JSON: {exc}") from None
             try:
                 reply_args = await asyncio.wait_for(future, timeout)
             except asyncio.TimeoutError:

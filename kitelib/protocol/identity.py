@@ -6,7 +6,7 @@ The string form is ``/username/environment/name/version/region/hostname/id``.
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 # Field order of the string form and of Kontrol's query prefix rule.
@@ -70,7 +70,9 @@ class Identity:
         return cls(*parts)
 
     def to_dict(self) -> dict[str, str]:
-        return asdict(self)
+        # Built by hand: dataclasses.asdict deep-copies and showed up in client profiles.
+        return {"username": self.username, "environment": self.environment, "name": self.name,
+                "version": self.version, "region": self.region, "hostname": self.hostname, "id": self.id}
 
     def __str__(self) -> str:
         return "/" + "/".join(getattr(self, key) for key in FIELDS)

@@ -77,7 +77,7 @@ class WebSocketClientTransport:
 
 
 async def dial_websocket(kite: "Kite", url: str, *, framed: bool, handshake_timeout: float,
-                         max_message_size: int) -> Connection:
+                         max_message_size: int, ssl: Any = None) -> Connection:
     """Open a WebSocket to a kite and return the Connection on it.
 
     With ``framed`` the URL is a SockJS base (``http://host:port/kite``) and a
@@ -89,10 +89,13 @@ async def dial_websocket(kite: "Kite", url: str, *, framed: bool, handshake_time
     target = websocket_url(url, sockjs_session_path() + "/websocket" if framed else "")
     parts = urlsplit(url)
     origin = f"{'https' if parts.scheme in ('https', 'wss') else 'http'}://{parts.netloc}"
+    options: dict[str, Any] = {}
+    if ssl is not None and target.startswith("wss:"):
+        options["ssl"] = ssl
     try:
         ws = await websockets.connect(target, compression=None, max_size=max_message_size,
                                       open_timeout=handshake_timeout, origin=origin,  # type: ignore[arg-type]
-                                      ping_interval=None)
+                                      ping_interval=None, **options)
     except InvalidStatus as exc:
         raise HandshakeRejected(target, exc.response.status_code) from None
     except asyncio.TimeoutError:
@@ -159,6 +162,7 @@ class XhrClientTransport:
         self.remote_address = session_url
         self._send_lock = asyncio.Lock()
         self.closed = False
+        self.reader: asyncio.Task[None] | None = None
 
     async def send(self, messages: list[str]) -> None:
         import httpx
@@ -180,15 +184,23 @@ class XhrClientTransport:
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         self.closed = True
+        # Cancelling the held poll closes its socket, so the server notices the client left.
+        if self.reader is not None and self.reader is not asyncio.current_task():
+            self.reader.cancel()
+            try:
+                await self.reader
+            except asyncio.CancelledError:
+                pass
         await self.http.aclose()
 
 
-async def dial_xhr(kite: "Kite", url: str, *, timeout: float, poll_timeout: float) -> Connection:
+async def dial_xhr(kite: "Kite", url: str, *, timeout: float, poll_timeout: float, ssl: Any = None) -> Connection:
     """Open a SockJS XHR polling session on a kite and return the Connection on it."""
     import httpx
 
     session_url = http_url(url) + sockjs_session_path()
-    http = httpx.AsyncClient(timeout=httpx.Timeout(timeout, read=poll_timeout))
+    http = httpx.AsyncClient(timeout=httpx.Timeout(timeout, read=poll_timeout),
+                             verify=ssl if ssl is not None else True)
     try:
         response = await http.post(session_url + "/xhr", headers={"Content-Type": "text/plain"})
     except httpx.HTTPError as exc:
@@ -200,7 +212,7 @@ async def dial_xhr(kite: "Kite", url: str, *, timeout: float, poll_timeout: floa
             f"cannot open an xhr session at {session_url}: HTTP {response.status_code} {response.text[:80]!r}")
     transport = XhrClientTransport(http, session_url)
     connection = Connection(kite, transport, dialed=True)
-    connection.reader_task = asyncio.get_running_loop().create_task(
+    connection.reader_task = transport.reader = asyncio.get_running_loop().create_task(
         _poll_xhr(transport, connection))
     return connection
 

@@ -35,6 +35,8 @@ STREAMING_RESPONSE_LIMIT = 128 * 1024
 # sockjs-client treats a streaming response as usable only after this 2 KiB prelude of 'h'.
 STREAMING_PRELUDE = b"h" * 2048 + b"\n"
 JAVASCRIPT = "application/javascript; charset=UTF-8"
+# aiohttp has no event for a client that closed a held poll, so the poll checks its socket this often (seconds).
+CLOSED_CLIENT_CHECK_INTERVAL = 0.5
 SESSION_PART = r"[^/.]+"
 
 
@@ -354,7 +356,8 @@ class KiteServer:
                     return sockjs.HEARTBEAT
                 session.wakeup.clear()
                 try:
-                    await asyncio.wait_for(session.wakeup.wait(), remaining)
+                    # Wake at least this often to notice a client that closed its socket.
+                    await asyncio.wait_for(session.wakeup.wait(), min(remaining, CLOSED_CLIENT_CHECK_INTERVAL))
                 except asyncio.TimeoutError:
                     pass
         finally:

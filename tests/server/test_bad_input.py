@@ -578,7 +578,6 @@ async def test_unencodable_result(kite: Kite, bystander: Client, connect: Connec
     await assert_still_serving(bystander)
 
 
-@pytest.mark.xfail(strict=True, reason="the encoding-failure reply is built without the request id")
 async def test_unencodable_result_carries_request_id(kite: Kite, connect: Connect) -> None:
     kite.handle("unencodable", lambda request: {1, 2})
     client = await connect(kite.url)
@@ -589,7 +588,6 @@ async def test_unencodable_result_carries_request_id(kite: Kite, connect: Connec
     assert REQUEST_ID.match(caught.value.id), caught.value.id
 
 
-@pytest.mark.xfail(strict=True, reason="a held XHR poll notices its client is gone only at its heartbeat deadline")
 async def test_xhr_client_gone_detected_promptly(make_kite: Callable[..., Awaitable[Kite]],
                                                  connect: Connect) -> None:
     kite = await make_kite(heartbeat_delay=3, disconnect_delay=0.3)
