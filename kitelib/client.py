@@ -12,6 +12,7 @@ from .config import Config
 from .connection import Connection
 from .kite import Kite
 from .protocol.errors import AuthenticationError, SendError
+from .protocol.identity import Identity
 from .transport.client import HandshakeRejected, dial_websocket, dial_xhr
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,8 @@ class Client:
 
     def __init__(self, url: str, *, kite: Kite | None = None, transport: str | None = None,
                  auth: dict[str, str] | None = None, timeout: float | None = None, reconnect: bool = False,
-                 renew_token: Callable[[], Awaitable[str]] | None = None, backoff: Backoff | None = None):
+                 renew_token: Callable[[], Awaitable[str]] | None = None, backoff: Backoff | None = None,
+                 ssl: Any = None):
         self.url = url
         self.kite = kite if kite is not None else Kite("kitelib-client", "0.1.0", config=Config.load())
         config = self.kite.config
@@ -48,8 +50,12 @@ class Client:
         self.timeout = timeout if timeout is not None else config.timeout
         self.reconnect = reconnect
         self.renew_token = renew_token
+        # An ssl.SSLContext for https/wss kites whose certificate the system store does not trust.
+        self.ssl = ssl
         self.backoff = backoff or Backoff()
         self.connection: Connection | None = None
+        # The remote kite's identity when known, e.g. for clients returned by get_kites.
+        self.identity: Identity | None = None
         self.on_connect_hooks: list[Callable[["Client"], Any]] = []
         self.on_disconnect_hooks: list[Callable[["Client"], Any]] = []
         self._connected = asyncio.Event()
@@ -92,14 +98,14 @@ class Client:
         if self.transport == "raw":
             connection = await dial_websocket(self.kite, self.url, framed=False,
                                               handshake_timeout=config.handshake_timeout,
-                                              max_message_size=config.max_message_size)
+                                              max_message_size=config.max_message_size, ssl=self.ssl)
         elif self.transport == "xhr":
             connection = await self._dial_xhr()
         else:
             try:
                 connection = await dial_websocket(self.kite, self.url, framed=True,
                                                   handshake_timeout=config.handshake_timeout,
-                                                  max_message_size=config.max_message_size)
+                                                  max_message_size=config.max_message_size, ssl=self.ssl)
             except HandshakeRejected as exc:
                 if self.transport != "auto":
                     raise
@@ -116,7 +122,7 @@ class Client:
     async def _dial_xhr(self) -> Connection:
         config = self.kite.config
         poll_timeout = max(config.timeout, config.heartbeat_delay + 5)
-        return await dial_xhr(self.kite, self.url, timeout=config.timeout, poll_timeout=poll_timeout)
+        return await dial_xhr(self.kite, self.url, timeout=config.timeout, poll_timeout=poll_timeout, ssl=self.ssl)
 
     def _connection_lost(self, connection: Connection) -> None:
         if connection is not self.connection:

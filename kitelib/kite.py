@@ -62,9 +62,12 @@ class Kite:
         self.on_first_request_hooks: list[Hook] = []
         self.on_disconnect_hooks: list[Hook] = []
         self.connections: set[Connection] = set()
+        self._handler_threads = handler_threads
         self.executor = ThreadPoolExecutor(max_workers=handler_threads, thread_name_prefix=f"kite-{name}")
         self._authenticators: Any = None
         self._server: Any = None
+        self._kontrol: Any = None
+        self._pending_registration: tuple[str, str | None] | None = None
         self.heartbeat = defaults.HeartbeatTicker()
         defaults.register_default_methods(self)
 
@@ -240,7 +243,7 @@ class Kite:
                 continue
             if replaced is not None:
                 result, error = replaced
-        await self._reply(connection, reply, error, result)
+        await self._reply(connection, reply, error, result, request.id)
 
     def _authenticate(self, method: Method, request: Request) -> None:
         needs_auth = method.auth if method.auth is not None else not self.config.disable_authentication
@@ -281,7 +284,8 @@ class Kite:
             return await result
         return result
 
-    async def _reply(self, connection: Connection, reply: Any, error: KiteError | None, result: Any) -> None:
+    async def _reply(self, connection: Connection, reply: Any, error: KiteError | None, result: Any,
+                     request_id: str = "") -> None:
         if reply is None:
             if error is not None:
                 logger.info("no responseCallback to report %s to %s", error, connection.describe())
@@ -293,7 +297,8 @@ class Kite:
         except TypeError as exc:
             # The result could not be serialised.
             logger.error("reply to %s could not be encoded: %s", connection.describe(), exc)
-            await reply(*envelope.build_response(GenericError(f"result could not be encoded as JSON: {exc}"), None))
+            encode_error = GenericError(f"result could not be encoded as JSON: {exc}", id=request_id)
+            await reply(*envelope.build_response(encode_error, None))
 
     async def _reply_to_unparsed(self, connection: Connection, message: Message, exc: Exception) -> None:
         callback_id = envelope.find_response_callback(message)
@@ -342,11 +347,20 @@ class Kite:
 
         if self._server is None:
             self._server = KiteServer(self)
+        if self.executor._shutdown:  # type: ignore[attr-defined]
+            # stop() shut the pool down; a restarted kite needs a new one for its sync handlers.
+            self.executor = ThreadPoolExecutor(max_workers=self._handler_threads, thread_name_prefix=f"kite-{self.name}")
         await self._server.start(self.config.ip, self.config.port)
         logger.info("kite %s serving on %s", self.identity, self.url)
+        if self._pending_registration is not None:
+            kind, url = self._pending_registration
+            self._pending_registration = None
+            self._start_registration(kind, url)
 
     async def stop(self) -> None:
-        """Close every connection and stop serving."""
+        """Leave Kontrol first, so that queries stop returning this kite at once, then stop serving."""
+        if self._kontrol is not None:
+            await self._kontrol.close()
         self.heartbeat.stop()
         if self._server is not None:
             await self._server.stop()
@@ -374,6 +388,65 @@ class Kite:
     def run(self) -> None:
         """Serve until SIGINT or SIGTERM, then exit cleanly. Blocks."""
         run_event_loop(self.serve_forever())
+
+    # Kontrol
+
+    @property
+    def kontrol(self) -> Any:
+        """The KontrolClient of this kite, created on first use."""
+        if self._kontrol is None:
+            from .kontrolclient import KontrolClient
+
+            self._kontrol = KontrolClient(self)
+        return self._kontrol
+
+    def register(self, url: str | None = None) -> None:
+        """Register with Kontrol and keep registered: heartbeats, redial with backoff, register again.
+
+        ``url`` defaults to this kite's own URL. Call it before :meth:`run` or
+        after ``await start()``; it returns at once. Await
+        :meth:`wait_registered` for the first success.
+        """
+        self._request_registration("rpc", url)
+
+    def register_http(self, url: str | None = None) -> None:
+        """Register over HTTP (``POST /register``, then ``GET /heartbeat`` every interval)."""
+        self._request_registration("http", url)
+
+    def _request_registration(self, kind: str, url: str | None) -> None:
+        if self._server is None or not self._server.url:
+            self._pending_registration = (kind, url)
+            return
+        self._start_registration(kind, url)
+
+    def _start_registration(self, kind: str, url: str | None) -> None:
+        if kind == "http":
+            self.kontrol.start_http_registration(url or self.url)
+        else:
+            self.kontrol.start_registration(url or self.url)
+
+    async def wait_registered(self, timeout: float | None = None) -> Any:
+        """Wait for the first successful registration and return its RegisterResult."""
+        return await asyncio.wait_for(asyncio.shield(self.kontrol.registered_future()), timeout)
+
+    def on_register(self, hook: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """Run ``hook(RegisterResult)`` after every successful registration."""
+        self.kontrol.on_register_hooks.append(hook)
+        return hook
+
+    async def get_kites(self, query: Any = None, **fields: str) -> list["Client"]:
+        """Return ready-to-dial clients for the kites matching the query; [] when none match."""
+        return await self.kontrol.get_kites(query, **fields)
+
+    async def get_token(self, target: Any, *, force: bool = False) -> str:
+        return await self.kontrol.get_token(target, force=force)
+
+    async def get_key(self) -> str:
+        return await self.kontrol.get_key()
+
+    async def watch_kites(self, query: Any, callback: Callable[[Any], Any]) -> Any:
+        """Watch REGISTER/DEREGISTER events for the query; ``await watch.cancel()`` ends it."""
+        return await self.kontrol.watch_kites(query, callback)
 
     # Calling other kites
 
