@@ -96,6 +96,8 @@ class Connection:
         self._closed_event = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.on_close: list[Callable[["Connection"], Any]] = []
+        self._outbox: list[str] = []
+        self._flushing = False
         # The client transports' receive loop, kept so it is not garbage-collected.
         self.reader_task: asyncio.Task[None] | None = None
 
@@ -114,12 +116,29 @@ class Connection:
     # Sending
 
     async def send_message(self, message: Message) -> None:
+        """Queue one message and send it with the others queued in the same event loop turn.
+
+        Batching puts many replies into one SockJS frame (or one xhr_send) when
+        calls are in flight together. The first sender of a batch sends it and
+        gets any send error; messages that others queued fail with the
+        connection, which then fails their pending calls with ``disconnect``.
+        """
         if self.closed:
             raise SendError("can't send, connection is closed")
+        self._outbox.append(dnode.encode_message(message))
+        if self._flushing:
+            return
+        self._flushing = True
         try:
-            await self.transport.send([dnode.encode_message(message)])
+            await asyncio.sleep(0)
+            while self._outbox:
+                batch, self._outbox = self._outbox, []
+                await self.transport.send(batch)
         except (ConnectionError, RuntimeError) as exc:
+            self._outbox.clear()
             raise SendError(f"can't send on {self.id}: {exc}") from exc
+        finally:
+            self._flushing = False
 
     async def call_function(self, callback_id: int, args: list[Any]) -> None:
         """Call a function the peer sent us earlier, by its id."""
@@ -135,25 +154,29 @@ class Connection:
             if not future.done():
                 future.set_result(reply_args)
 
-        options = envelope.build_request_options(self.kite.identity, authentication, list(args), on_reply)
-        response_callback = options.pop("responseCallback")
-        # The response callback is registered first so it gets the lowest id, as Go does.
-        scrubbed, callbacks = self.callbacks.scrub(
-            [options], first=[(list(envelope.RESPONSE_CALLBACK_PATH), response_callback)]
-        )
-        scrubbed[0]["responseCallback"] = dnode.FUNCTION_PLACEHOLDER
-        reply_id = min(int(key) for key in callbacks)
+        # Only withArgs can hold functions; the response callback gets the lowest id, as Go does.
+        reply_id = self.callbacks.register(on_reply)
+        with_args, callbacks = self.callbacks.scrub(list(args), base=[0, "withArgs"])
+        callbacks = {str(reply_id): list(envelope.RESPONSE_CALLBACK_PATH), **callbacks}
+        options = envelope.build_request_options(self.kite.identity, authentication, with_args,
+                                                 dnode.FUNCTION_PLACEHOLDER)
+        scrubbed = [options]
         self.pending[reply_id] = future
+        timer = None
         try:
             try:
                 await self.send_message(Message(method, scrubbed, callbacks))
             except TypeError as exc:
                 raise SendError(f"can't encode the arguments of {method!r} as JSON: {exc}") from None
+            # A timer handle is much cheaper per call than asyncio.wait_for.
+            timer = self.loop.call_later(timeout, _expire, future) if timeout is not None else None
             try:
-                reply_args = await asyncio.wait_for(future, timeout)
-            except asyncio.TimeoutError:
+                reply_args = await future
+            except _CallTimedOut:
                 raise TimeoutError(f'No response to "{method}" method in {timeout:g}s') from None
         finally:
+            if timer is not None:
+                timer.cancel()
             self.pending.pop(reply_id, None)
             self.callbacks.remove(reply_id)
         return envelope.parse_response(list(reply_args))
@@ -232,6 +255,15 @@ class Connection:
                     self.loop.create_task(_log_failure(result, self, "on_close"))
             except Exception:
                 logger.exception("close hook failed for %s", self.describe())
+
+
+class _CallTimedOut(Exception):
+    """Set on a pending call's future when its timeout passes."""
+
+
+def _expire(future: "asyncio.Future[Any]") -> None:
+    if not future.done():
+        future.set_exception(_CallTimedOut())
 
 
 async def _log_failure(awaitable: Awaitable[Any], connection: Connection, what: Any) -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from . import defaults
 from .config import Config
-from .connection import Connection
+from .connection import Connection, RemoteFunction
 from .method import Handler, Method, Request
 from .protocol import envelope
 from .protocol.dnode import Message, ProtocolError
@@ -291,7 +291,11 @@ class Kite:
                 logger.info("no responseCallback to report %s to %s", error, connection.describe())
             return
         try:
-            await reply(*envelope.build_response(error, result))
+            if isinstance(reply, RemoteFunction) and reply.connection is connection:
+                # Awaiting the send directly saves the task a RemoteFunction call creates.
+                await connection.call_function(reply.callback_id, envelope.build_response(error, result))
+            else:
+                await reply(*envelope.build_response(error, result))
         except KiteError as exc:
             logger.info("could not reply to %s: %s", connection.describe(), exc)
         except TypeError as exc:

@@ -127,19 +127,21 @@ class CallbackRegistry:
     def clear(self) -> None:
         self._functions.clear()
 
-    def scrub(self, arguments: list[Any], *, first: Iterable[tuple[list[PathElement], Callable[..., Any]]] = ()
-              ) -> tuple[list[Any], dict[str, list[PathElement]]]:
+    def scrub(self, arguments: list[Any], *, first: Iterable[tuple[list[PathElement], Callable[..., Any]]] = (),
+              base: list[PathElement] | None = None) -> tuple[list[Any], dict[str, list[PathElement]]]:
         """Replace every callable in ``arguments`` with a placeholder and record its path.
 
         ``first`` lists (path, function) pairs to register before the walk, so
         that a kite request's responseCallback gets the lowest id, as Go does.
-        Returns the new argument list (the input is not changed) and the
-        ``callbacks`` map.
+        ``base`` prefixes every recorded path, for a list that sits inside the
+        message (a request's withArgs is at ``[0, "withArgs"]``). Returns the
+        new list (the input is not changed) and the ``callbacks`` map.
         """
         callbacks: dict[str, list[PathElement]] = {}
         for path, function in first:
             callbacks[str(self.register(function))] = path
-        scrubbed = [self._scrub_value(value, [index], callbacks) for index, value in enumerate(arguments)]
+        prefix = base or []
+        scrubbed = [self._scrub_value(value, prefix + [index], callbacks) for index, value in enumerate(arguments)]
         return scrubbed, callbacks
 
     def _scrub_value(self, value: Any, path: list[PathElement], callbacks: dict[str, list[PathElement]]) -> Any:

@@ -32,8 +32,11 @@ class CallOptions:
 
 
 def build_request_options(identity: Identity, authentication: dict[str, str] | None, args: list[Any],
-                          response_callback: Callable[..., Any]) -> dict[str, Any]:
-    """Return the options object; withArgs is always an array, never null."""
+                          response_callback: Any) -> dict[str, Any]:
+    """Return the options object; withArgs is always an array, never null.
+
+    ``response_callback`` is the function, or the placeholder when the caller scrubbed it already.
+    """
     return {
         "kite": identity.to_dict(),
         "authentication": authentication,

@@ -45,17 +45,17 @@ class Identity:
             return cls()
         if not isinstance(data, Mapping):
             raise IdentityError(f"kite identity must be a JSON object, got {type(data).__name__}")
-        values = {}
-        for key in FIELDS:
-            value = data.get(key, "")
-            if value is None:
-                value = ""
-            if not isinstance(value, str):
+        get = data.get
+        values = [get(key) for key in FIELDS]
+        for index, value in enumerate(values):
+            if type(value) is not str:
+                if value is None:
+                    values[index] = ""
+                    continue
                 raise IdentityError(
-                    f"kite identity field {key!r} must be a string, got {type(value).__name__}"
+                    f"kite identity field {FIELDS[index]!r} must be a string, got {type(value).__name__}"
                 )
-            values[key] = value
-        return cls(**values)
+        return cls(*values)
 
     @classmethod
     def parse(cls, text: str) -> "Identity":
