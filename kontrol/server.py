@@ -108,6 +108,13 @@ class Kontrol:
                     self.storage.kind, self.storage.address)
 
     async def stop(self) -> None:
+        """Stop serving, leaving the entries of kites registered here in storage.
+
+        Those kites register again with the next Kontrol at this URL, and the
+        entries of kites that died meanwhile expire by TTL.
+        """
+        if self._connection_closed in self.kite.on_disconnect_hooks:
+            self.kite.on_disconnect_hooks.remove(self._connection_closed)
         for task in self._tasks:
             task.cancel()
         await self.registry.stop()
