@@ -124,6 +124,13 @@ def _memory() -> tuple[int, int]:
     return total, used
 
 
+async def tunnel(request: "Request") -> None:
+    """Open the tunnel a tunnel proxy asks for; see kitelib.proxy.tunnel_client."""
+    from .proxy.tunnel_client import handle_tunnel
+
+    return await handle_tunnel(request)
+
+
 def register_default_methods(kite: "Kite") -> None:
     kite.handle("kite.ping", ping, auth=False, spread_args=False)
     kite.handle("kite.heartbeat", heartbeat, spread_args=False)
@@ -132,3 +139,4 @@ def register_default_methods(kite: "Kite") -> None:
     kite.handle("kite.print", print_message, spread_args=False)
     kite.handle("kite.prompt", prompt, spread_args=False)
     kite.handle("kite.getPass", get_pass, spread_args=False)
+    kite.handle("kite.tunnel", tunnel, spread_args=False)

@@ -68,6 +68,8 @@ class Kite:
         self._server: Any = None
         self._kontrol: Any = None
         self._pending_registration: tuple[str, str | None] | None = None
+        # ProxyRegistrations started by register_to_proxy and register_to_tunnel; stop() closes them.
+        self.proxy_registrations: list[Any] = []
         self.heartbeat = defaults.HeartbeatTicker()
         defaults.register_default_methods(self)
 
@@ -365,6 +367,8 @@ class Kite:
         """Leave Kontrol first, so that queries stop returning this kite at once, then stop serving."""
         if self._kontrol is not None:
             await self._kontrol.close()
+        for registration in self.proxy_registrations:
+            await registration.close()
         self.heartbeat.stop()
         if self._server is not None:
             await self._server.stop()
@@ -437,6 +441,41 @@ class Kite:
         """Run ``hook(RegisterResult)`` after every successful registration."""
         self.kontrol.on_register_hooks.append(hook)
         return hook
+
+    def register_to_proxy(self, url: str | None = None, query: Any = None, *, kite_url: str | None = None,
+                          ssl: Any = None) -> Any:
+        """Register this kite with a reverse proxy and its proxy URL with Kontrol; keep both registered.
+
+        The proxy is ``url``, else ``KITE_PROXY_URL``, else a random Kontrol
+        match of ``query`` (default: the Kontrol user's kites named ``proxy``
+        in this environment). The proxy forwards to ``kite_url``, by default
+        this kite's URL, which exists after ``await start()``. ``ssl`` is an
+        ssl.SSLContext for a proxy with a private certificate. Returns the
+        ProxyRegistration, whose ``wait_registered()`` returns the proxy URL.
+        """
+        from .proxy.registration import REVERSE, ProxyRegistration
+
+        if kite_url is None and (self._server is None or not self._server.url):
+            raise RuntimeError("register_to_proxy needs the kite's URL: call await kite.start() first")
+        registration = ProxyRegistration(self, REVERSE, url=url, query=query, kite_url=kite_url, ssl=ssl)
+        self.proxy_registrations.append(registration)
+        registration.start()
+        return registration
+
+    def register_to_tunnel(self, url: str | None = None, query: Any = None) -> Any:
+        """Open a tunnel link to a tunnel proxy and register the URL it returns with Kontrol; keep both registered.
+
+        The proxy is ``url``, else a random Kontrol match of ``query``
+        (default: ``{username: kontrol_user, environment, name:
+        "tunnelproxy"}``). The kite need not listen on a port. Needs a running
+        event loop. Returns the ProxyRegistration.
+        """
+        from .proxy.registration import TUNNEL, ProxyRegistration
+
+        registration = ProxyRegistration(self, TUNNEL, url=url, query=query)
+        self.proxy_registrations.append(registration)
+        registration.start()
+        return registration
 
     async def get_kites(self, query: Any = None, **fields: str) -> list["Client"]:
         """Return ready-to-dial clients for the kites matching the query; [] when none match."""
