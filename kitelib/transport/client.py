@@ -156,13 +156,18 @@ class XhrClientTransport:
 
     kind = "xhr-polling"
 
-    def __init__(self, http: Any, session_url: str):
+    def __init__(self, http: Any, session_url: str, query: str = ""):
         self.http = http
         self.session_url = session_url
+        self.query = query
         self.remote_address = session_url
         self._send_lock = asyncio.Lock()
         self.closed = False
         self.reader: asyncio.Task[None] | None = None
+
+    def endpoint(self, name: str) -> str:
+        """Return the URL of one SockJS endpoint; the base URL's query string goes after the path."""
+        return f"{self.session_url}/{name}" + (f"?{self.query}" if self.query else "")
 
     async def send(self, messages: list[str]) -> None:
         import httpx
@@ -172,7 +177,7 @@ class XhrClientTransport:
         # One send at a time keeps messages in order across separate HTTP requests.
         async with self._send_lock:
             try:
-                response = await self.http.post(self.session_url + "/xhr_send",
+                response = await self.http.post(self.endpoint("xhr_send"),
                                                 content=sockjs.encode_client_messages(messages),
                                                 headers={"Content-Type": "text/plain"})
             except httpx.HTTPError as exc:
@@ -198,11 +203,13 @@ async def dial_xhr(kite: "Kite", url: str, *, timeout: float, poll_timeout: floa
     """Open a SockJS XHR polling session on a kite and return the Connection on it."""
     import httpx
 
-    session_url = http_url(url) + sockjs_session_path()
+    base = urlsplit(http_url(url))
+    session_url = urlunsplit((base.scheme, base.netloc, base.path + sockjs_session_path(), "", ""))
     http = httpx.AsyncClient(timeout=httpx.Timeout(timeout, read=poll_timeout),
                              verify=ssl if ssl is not None else True)
     try:
-        response = await http.post(session_url + "/xhr", headers={"Content-Type": "text/plain"})
+        opening = session_url + "/xhr" + (f"?{base.query}" if base.query else "")
+        response = await http.post(opening, headers={"Content-Type": "text/plain"})
     except httpx.HTTPError as exc:
         await http.aclose()
         raise ConnectionError(f"cannot open an xhr session at {session_url}: {exc}") from None
@@ -210,7 +217,7 @@ async def dial_xhr(kite: "Kite", url: str, *, timeout: float, poll_timeout: floa
         await http.aclose()
         raise ConnectionError(
             f"cannot open an xhr session at {session_url}: HTTP {response.status_code} {response.text[:80]!r}")
-    transport = XhrClientTransport(http, session_url)
+    transport = XhrClientTransport(http, session_url, base.query)
     connection = Connection(kite, transport, dialed=True)
     connection.reader_task = transport.reader = asyncio.get_running_loop().create_task(
         _poll_xhr(transport, connection))
@@ -224,7 +231,7 @@ async def _poll_xhr(transport: XhrClientTransport, connection: Connection) -> No
     try:
         while not transport.closed:
             try:
-                response = await transport.http.post(transport.session_url + "/xhr",
+                response = await transport.http.post(transport.endpoint("xhr"),
                                                      headers={"Content-Type": "text/plain"})
             except httpx.ReadTimeout:
                 continue  # the Go client polls again when a poll times out on an open session
