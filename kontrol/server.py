@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 KONTROL_NAME = "kontrol"
 # How long Kontrol waits for the kite.heartbeat reply, as Go Kontrol does.
 HEARTBEAT_CALL_TIMEOUT = 4.0
+# How often a running Kontrol rereads key pairs, so `kitectl kontrol keys rotate` takes effect without a restart.
+KEY_RELOAD_INTERVAL = 10.0
 
 
 class StorageUnavailable(GenericError):
@@ -104,6 +106,7 @@ class Kontrol:
             self.settings.port = self.kite.port
             self.kite.config.kontrol_url = self.settings.url
         self._tasks.append(asyncio.get_running_loop().create_task(self._keep_self_registered()))
+        self._tasks.append(asyncio.get_running_loop().create_task(self._reload_keys_forever()))
         logger.info("kontrol %s serving on %s with %s storage at %s", self.kite.identity, self.url,
                     self.storage.kind, self.storage.address)
 
@@ -139,6 +142,19 @@ class Kontrol:
         new, _old = await self.keys.rotate()
         self._apply_current_key()
         return new.id
+
+    async def _reload_keys_forever(self) -> None:
+        while True:
+            await asyncio.sleep(KEY_RELOAD_INTERVAL)
+            previous = self.keys.current
+            try:
+                await self.keys.load()
+            except (StorageError, NoKeysError) as exc:
+                self.errors.warning("keys", "could not reload key pairs: %s", exc)
+                continue
+            if self.keys.current is not previous and self.keys.current is not None:
+                self._apply_current_key()
+                logger.info("key pair %s is now current", self.keys.current.id)
 
     # Self registration
 

@@ -373,8 +373,7 @@ async def _rotate(settings: "KontrolSettings") -> None:
             written = write_kite_key(sign_claims({**claims, "kontrolKey": current.public_pem}, current.private_key),
                                      path)
             print(f"re-signed kite.key at {written} with the new key pair")
-        # TODO: a running Kontrol does not reload key pairs; an RPC to rotate in place would avoid the restart.
-        print("restart running Kontrols so that they sign with the new key pair")
+        print("running Kontrols on this storage switch to the new key pair within 10 seconds")
     finally:
         await storage.close()
 

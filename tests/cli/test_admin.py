@@ -100,7 +100,7 @@ def test_keys_rotate_resigns_own_kite_key(tmp_path: Path) -> None:
     match = re.search(r"created key pair ([0-9a-f-]{36}); retired key pair ([0-9a-f-]{36})", result.stdout)
     assert match and match.group(1) != match.group(2)
     assert "re-signed kite.key" in result.stdout
-    assert "restart running Kontrols" in result.stdout
+    assert "switch to the new key pair within 10 seconds" in result.stdout
 
     after = showkey(home)
     assert after["signature"]["valid"] is True

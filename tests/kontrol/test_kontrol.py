@@ -394,3 +394,29 @@ async def test_storage_outage_reports_error(kontrols: KontrolFactory, request, m
         if not found:
             await asyncio.sleep(0.2)
     assert [client.identity.id for client in found] == [math.id]
+
+
+async def test_running_kontrol_picks_up_rotation(kontrols: KontrolFactory, monkeypatch) -> None:
+    """A rotation made by another process (kitectl kontrol keys rotate) reaches a running Kontrol."""
+    import kontrol.server as server_module
+    from kontrol.keys import KeyRing
+
+    monkeypatch.setattr(server_module, "KEY_RELOAD_INTERVAL", 0.1)
+    running = await kontrols.start()
+    old_id = running.keys.current.id
+    other = kontrols.open_storage()
+    await other.start()
+    try:
+        ring = KeyRing(other)
+        await ring.load()
+        new, _old = await ring.rotate()
+    finally:
+        await other.close()
+    deadline = time.monotonic() + 10
+    # The other process creates the new pair before it retires the old one, so wait for both.
+    while running.keys.current.id == old_id or not running.keys.get(old_id).deleted:
+        assert time.monotonic() < deadline, "the running Kontrol did not load the new key pair"
+        await asyncio.sleep(0.05)
+    assert running.keys.current.id == new.id
+    assert running.kite.config.kontrol_key == new.public_pem
+    assert running.keys.get(old_id).deleted
