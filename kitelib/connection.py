@@ -31,7 +31,7 @@ _connection_numbers = itertools.count(1)
 
 
 class Transport(Protocol):
-    """What a Connection needs from the link under it."""
+    """The interface a Connection needs from the link under it."""
 
     kind: str
     remote_address: str

@@ -37,7 +37,7 @@ class KontrolError(KiteError):
 
 @dataclass(frozen=True)
 class RegisterResult:
-    """What Kontrol answered to ``register``: the URL it stored, and new credentials after key rotation."""
+    """The result of ``register``: the URL Kontrol stored, and new credentials after a key rotation."""
 
     url: str
     kite_key: str = ""
@@ -288,7 +288,7 @@ class KontrolClient:
         """Return a ready-to-dial Client for each kite matching the query (an empty list when none).
 
         Any subset of the seven fields works: fields after a gap are matched
-        locally on Kontrol's answer.
+        locally on Kontrol's result.
         """
         full, sent = self._split_query(query, fields)
         result = await self.tell("getKites", {"query": sent.to_dict()})

@@ -43,7 +43,7 @@ KEY_RELOAD_INTERVAL = 10.0
 
 
 class StorageUnavailable(GenericError):
-    """A request that needs storage while it is down: never answered with an empty result."""
+    """Raised for a request that needs storage while it is down, instead of returning an empty result."""
 
 
 def _storage_error(exc: StorageError) -> KiteError:

@@ -110,10 +110,19 @@ def error_from_wire(data: Any) -> KiteError:
     message = data.get("message")
     code = data.get("code")
     request_id = data.get("id")
-    message = message if isinstance(message, str) else ("" if message is None else str(message))
-    code = code if isinstance(code, str) else ("" if code is None else str(code))
+    message = _as_text(message)
+    code = _as_text(code)
     request_id = request_id if isinstance(request_id, str) else ""
     if not isinstance(wire_type, str) or not wire_type:
         wire_type = "genericError"
     cls = ERROR_CLASSES.get(wire_type, KiteError)
     return cls(message, code=code, id=request_id, type=wire_type)
+
+
+def _as_text(value: Any) -> str:
+    """Return a wire field as text: strings unchanged, null as empty, anything else through str()."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    return str(value)

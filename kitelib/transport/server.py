@@ -211,7 +211,13 @@ class KiteServer:
         await site.start()
         sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
         self.port = sockets[0].getsockname()[1] if sockets else port
-        public_host = "127.0.0.1" if host in ("", "0.0.0.0") else ("[::1]" if host == "::" else host)
+        # A kite listening on every address is reachable on loopback at least.
+        if host in ("", "0.0.0.0"):
+            public_host = "127.0.0.1"
+        elif host == "::":
+            public_host = "[::1]"
+        else:
+            public_host = host
         scheme = "https" if ssl_context else "http"
         self.url = f"{scheme}://{public_host}:{self.port}/kite"
 
