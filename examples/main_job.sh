@@ -4,6 +4,7 @@
 # Everything lives in a temporary KITE_HOME and data directory; both servers stop when the script ends.
 #
 #   bash examples/main_job.sh            (run from the repository root after `pip install -e .`)
+#   KONTROL_PORT=4100 MATH_PORT=6100 bash examples/main_job.sh     (when 4000 or 6000 is taken)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,27 +20,33 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Wait up to 30 s for a command to succeed, polling every 0.2 s.
+# Wait up to 30 s for a condition while the server with this pid is alive; on failure show its log.
 wait_for() {
-    local what=$1; shift
+    local what=$1 pid=$2 log=$3; shift 3
     for _ in $(seq 150); do
         if "$@" >/dev/null 2>&1; then return 0; fi
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "main_job: the process for $what exited; its log:" >&2
+            cat "$log" >&2
+            return 1
+        fi
         sleep 0.2
     done
-    echo "main_job: timed out waiting for $what" >&2
+    echo "main_job: timed out waiting for $what; its log:" >&2
+    cat "$log" >&2
     return 1
 }
 
 echo "== kitectl kontrol serve --port $KONTROL_PORT --db $work/kontrol.db"
 kitectl kontrol serve --host 127.0.0.1 --port "$KONTROL_PORT" --db "$work/kontrol.db" >"$work/kontrol.log" 2>&1 &
 pids+=($!)
-wait_for "Kontrol to serve" grep -q "kontrol serving on" "$work/kontrol.log"
+wait_for "Kontrol to serve" "$!" "$work/kontrol.log" grep -q "kontrol serving on" "$work/kontrol.log"
 grep -v "^[0-9-]* [0-9:,]* " "$work/kontrol.log" || true
 
 echo "== python examples/math_kite.py (port $MATH_PORT)"
 KITE_PORT=$MATH_PORT python3 examples/math_kite.py >"$work/math.log" 2>&1 &
 pids+=($!)
-wait_for "the math kite to register" grep -q "registered .* with Kontrol" "$work/math.log"
+wait_for "the math kite to register" "$!" "$work/math.log" grep -q "registered .* with Kontrol" "$work/math.log"
 
 echo "== kitectl query --name math"
 kitectl query --name math

@@ -188,7 +188,7 @@ class KontrolClient:
             raise KiteError(f"Kontrol returned an invalid register result: {result!r:.120}", type="invalidResponse")
         outcome = RegisterResult(result["url"], result.get("kiteKey") or "", result.get("publicKey") or "")
         self.apply_credentials(outcome)
-        logger.info("registered %s with Kontrol at %s", self.kite.identity, outcome.url)
+        logger.info("registered %s with Kontrol %s as %s", self.kite.identity, self.kite.config.kontrol_url, outcome.url)
         if self.registered is not None and not self.registered.done():
             self.registered.set_result(outcome)
         for hook in self.on_register_hooks:

@@ -169,9 +169,10 @@ class Method:
         required = [p.name for p in parameters if p.default is inspect.Parameter.empty
                     and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         names = ", ".join(p.name for p in parameters)
-        return (f"{self.name} takes {len(required)} to {len(parameters)} arguments ({names}), got {given}"
-                if len(required) != len(parameters) else
-                f"{self.name} takes {len(parameters)} arguments ({names}), got {given}")
+        if len(required) != len(parameters):
+            return f"{self.name} takes {len(required)} to {len(parameters)} arguments ({names}), got {given}"
+        noun = "argument" if len(parameters) == 1 else "arguments"
+        return f"{self.name} takes {len(parameters)} {noun} ({names}), got {given}"
 
     @staticmethod
     def _argument_checks(handler: Handler) -> dict[str, tuple[tuple[type, ...], str, bool]]:

@@ -282,8 +282,8 @@ async def test_handler_raising_kite_error(kite: Kite, connect: Connect) -> None:
     ([True], "must be an integer, got boolean"),
     ([None], "must be an integer, got null"),
     ([[4]], "must be an integer, got array"),
-    ([], "takes 1 arguments"),
-    ([1, 2], "takes 1 arguments"),
+    ([], "takes 1 argument ("),
+    ([1, 2], "takes 1 argument ("),
 ])
 async def test_wrong_argument_types(kite: Kite, bystander: Client, connect: Connect, args: list[Any],
                                     fragment: str) -> None:
