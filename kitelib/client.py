@@ -90,7 +90,9 @@ class Client:
         """Dial the kite once; raise ConnectionError with the URL and the cause when that fails."""
         self._closing = False
         await self._dial()
-        if self.auth and self.auth.get("type") == "token" and self.renew_token is not None:
+        # One renewer per client: a second connect() starts one only after close() stopped the first.
+        if (self.auth and self.auth.get("type") == "token" and self.renew_token is not None
+                and (self._renewer is None or self._renewer.stopped)):
             self._start_renewer()
 
     async def _dial(self) -> None:
@@ -165,13 +167,16 @@ class Client:
         if timeout is _DEFAULT:
             timeout = self.timeout
         connection = await self._ready_connection(method, timeout)
+        sent_auth = self.auth
         try:
-            return await connection.tell(method, *args, timeout=timeout, authentication=self.auth)
+            return await connection.tell(method, *args, timeout=timeout, authentication=sent_auth)
         except AuthenticationError as exc:
             if "token is expired" not in exc.message or self._renewer is None:
                 raise
-            logger.info("token for %s expired; renewing and calling %s again", self.url, method)
-            await self._renewer.renew_now()
+            # The background renewal may have replaced the token while this call was in flight.
+            if self.auth is sent_auth:
+                logger.info("token for %s expired; renewing and calling %s again", self.url, method)
+                await self._renewer.renew_now()
             return await connection.tell(method, *args, timeout=timeout, authentication=self.auth)
 
     async def _ready_connection(self, method: str, timeout: float | None) -> Connection:
@@ -196,6 +201,8 @@ class Client:
             self.auth = {"type": "token", "key": token}
 
         self._renewer = TokenRenewer(self.renew_token, use_token, token=self.auth["key"])
+        # Started here, not on the first rejection, so that the token is renewed before it expires.
+        self._renewer.start()
 
     async def close(self) -> None:
         """Close the connection and stop redialing and token renewal."""
