@@ -26,6 +26,9 @@ logger = logging.getLogger(__name__)
 
 # Repeated storage errors are logged at most this often, so an outage does not flood the log.
 ERROR_LOG_INTERVAL = 30.0
+# Storage writes (refreshes, re-registrations, deletes) in flight at once. When thousands of kites
+# disconnect together, an unbounded burst timed out on etcd and exhausted PostgreSQL's connections.
+MAX_CONCURRENT_WRITES = 32
 
 
 @dataclass(eq=False)
@@ -76,6 +79,7 @@ class Registry:
         self.errors = RateLimitedLog()
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
+        self._write_slots = asyncio.Semaphore(MAX_CONCURRENT_WRITES)
 
     def start(self) -> None:
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
@@ -83,8 +87,11 @@ class Registry:
     async def stop(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
+        # Let cancelled writes end before the caller closes storage under them.
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _spawn(self, coroutine) -> None:  # type: ignore[no-untyped-def]
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -120,7 +127,8 @@ class Registry:
             return
         live.stored = False
         try:
-            await self.storage.delete(live.identity)
+            async with self._write_slots:
+                await self.storage.delete(live.identity)
             logger.info("deregistered %s: %s", live.identity, reason)
         except StorageError as exc:
             self.errors.warning("delete", "could not delete %s (%s): %s; its entry expires by TTL",
@@ -148,12 +156,8 @@ class Registry:
 
     async def _write(self, live: LiveKite) -> None:
         try:
-            if live.stored and await self.storage.refresh(live.identity, self.ttl):
-                pass
-            else:
-                await self.storage.upsert(live.identity, live.url, live.key_id, self.ttl)
-                if not live.stored:
-                    logger.info("registered %s again after its entry was lost", live.identity)
+            async with self._write_slots:
+                await self._refresh_or_upsert(live)
             live.stored = True
             live.last_write = time.monotonic()
         except StorageError as exc:
@@ -161,6 +165,13 @@ class Registry:
             self.errors.warning("refresh", "could not refresh %s: %s; retrying on its next ping", live.identity, exc)
         finally:
             live.writing = False
+
+    async def _refresh_or_upsert(self, live: LiveKite) -> None:
+        if live.stored and await self.storage.refresh(live.identity, self.ttl):
+            return
+        await self.storage.upsert(live.identity, live.url, live.key_id, self.ttl)
+        if not live.stored:
+            logger.info("registered %s again after its entry was lost", live.identity)
 
     def entry_lost(self, kite_id: str) -> None:
         """Storage deleted an entry we did not delete: write it again on the kite's next ping."""

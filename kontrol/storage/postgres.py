@@ -47,6 +47,8 @@ _SCHEMA_NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")
 _SEEN_EVENTS_KEPT = 50_000
 # Seconds a replay after reconnecting reaches back before the last delivered event.
 _REPLAY_MARGIN = 30.0
+# Seconds close() waits for the sweeper and the listener to end before it gives up on them.
+CLOSE_TIMEOUT = 5.0
 
 # Query field name -> kite table column.
 _COLUMNS = {
@@ -228,6 +230,7 @@ class PostgresStorage(Storage):
         self._pool: Any = None
         self._sweeper: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
+        self._closing = False
         self._listening = asyncio.Event()
         self._in_outage = False
         self._seen_events: set[int] = set()
@@ -323,6 +326,7 @@ class PostgresStorage(Storage):
     async def start(self) -> None:
         if self._pool is not None:
             return
+        self._closing = False
         psycopg = self._psycopg
         # One direct connection first: it fails fast with the server's own
         # error, where the pool would only report a timeout.
@@ -367,12 +371,15 @@ class PostgresStorage(Storage):
     async def close(self) -> None:
         if self._pool is None:
             return
+        # psycopg can turn a cancellation inside a query into a psycopg error, which the loops
+        # would retry; the flag makes them return instead, and the timeout is a last resort.
+        self._closing = True
         for task in (self._sweeper, self._listener):
             if task is not None:
                 task.cancel()
                 try:
-                    await task
-                except asyncio.CancelledError:
+                    await asyncio.wait_for(task, CLOSE_TIMEOUT)
+                except (asyncio.CancelledError, asyncio.TimeoutError):
                     pass
         self._sweeper = None
         self._listener = None
@@ -490,6 +497,8 @@ class PostgresStorage(Storage):
             try:
                 removed = await self.sweep()
             except StorageError as exc:
+                if self._closing:
+                    return
                 # Log the first failure of an outage, not one line per second.
                 if not failing:
                     logger.error("PostgreSQL sweeper at %s failed, retrying every %.1f s: %s", self.address, self._sweep_interval, exc)
@@ -586,6 +595,8 @@ class PostgresStorage(Storage):
                         await self._deliver(notify.payload)
             except psycopg.Error as exc:
                 self._listening.clear()
+                if self._closing:
+                    return
                 logger.warning("PostgreSQL LISTEN at %s failed, reconnecting in %.1f s: %s", self.address, delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
