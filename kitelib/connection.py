@@ -116,12 +116,15 @@ class Connection:
     # Sending
 
     async def send_message(self, message: Message) -> None:
-        """Queue one message and send it with the others queued in the same event loop turn.
+        """Queue one message and send it, together with any queued while a send was in progress.
 
-        Batching puts many replies into one SockJS frame (or one xhr_send) when
-        calls are in flight together. The first sender of a batch sends it and
-        gets any send error; messages that others queued fail with the
-        connection, which then fails their pending calls with ``disconnect``.
+        A transport with ``gather_sends`` set also waits one event loop turn
+        first, so the calls issued together go out in one SockJS frame or one
+        xhr_send. Servers send at once: measured with 100 calls in flight,
+        waiting on both sides made the two peers take turns instead of working
+        in parallel. The first sender of a batch sends it and gets any send
+        error; messages that others queued fail with the connection, which
+        then fails their pending calls with ``disconnect``.
         """
         if self.closed:
             raise SendError("can't send, connection is closed")
@@ -130,7 +133,8 @@ class Connection:
             return
         self._flushing = True
         try:
-            await asyncio.sleep(0)
+            if getattr(self.transport, "gather_sends", False):
+                await asyncio.sleep(0)
             while self._outbox:
                 batch, self._outbox = self._outbox, []
                 await self.transport.send(batch)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
 import re
-import secrets
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
@@ -211,7 +211,7 @@ class Kite:
                 self._run_hooks(self.on_first_request_hooks, connection)
 
         request = Request(
-            id=secrets.token_hex(8),
+            id=os.urandom(8).hex(),
             method=message.method,
             args=options.with_args,
             kite=connection.remote_identity,

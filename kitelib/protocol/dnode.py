@@ -140,6 +140,9 @@ class CallbackRegistry:
         callbacks: dict[str, list[PathElement]] = {}
         for path, function in first:
             callbacks[str(self.register(function))] = path
+        if not _has_function(arguments):
+            # The common case: one cheap walk, and no copy of the arguments.
+            return list(arguments), callbacks
         prefix = base or []
         scrubbed = [self._scrub_value(value, prefix + [index], callbacks) for index, value in enumerate(arguments)]
         return scrubbed, callbacks
@@ -155,6 +158,33 @@ class CallbackRegistry:
             callbacks[str(self.register(value))] = path
             return FUNCTION_PLACEHOLDER
         return value
+
+
+_SCALAR_TYPES = frozenset((str, int, float, bool, type(None)))
+
+
+def _has_function(value: Any) -> bool:
+    """Return whether a callable sits anywhere in ``value`` (exact JSON types are checked first, for speed)."""
+    kind = type(value)
+    if kind in _SCALAR_TYPES:
+        return False
+    if kind is list or kind is tuple:
+        for item in value:
+            if _has_function(item):
+                return True
+        return False
+    if kind is dict:
+        for item in value.values():
+            if _has_function(item):
+                return True
+        return False
+    if isinstance(value, (str, int, float)):
+        return False
+    if isinstance(value, dict):
+        return any(_has_function(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_function(item) for item in value)
+    return callable(value)
 
 
 def unscrub(arguments: list[Any], callbacks: dict[str, list[PathElement]],

@@ -43,7 +43,7 @@ class Identity:
         """
         if data is None:
             return cls()
-        if not isinstance(data, Mapping):
+        if type(data) is not dict and not isinstance(data, Mapping):
             raise IdentityError(f"kite identity must be a JSON object, got {type(data).__name__}")
         get = data.get
         values = [get(key) for key in FIELDS]

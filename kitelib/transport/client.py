@@ -54,22 +54,29 @@ def http_url(url: str) -> str:
 
 
 class WebSocketClientTransport:
+    # Calls issued in one event loop turn go out in one SockJS frame: each frame costs the
+    # websockets library far more than the JSON inside it.
+    gather_sends = True
+
     def __init__(self, ws: Any, url: str, *, framed: bool):
+        from websockets.exceptions import ConnectionClosed
+
         self.ws = ws
         self.framed = framed
+        # Raw WebSockets carry one message per frame, so there is nothing to gather.
+        self.gather_sends = framed
+        self._connection_closed = ConnectionClosed
         self.kind = "sockjs-websocket" if framed else "raw-websocket"
         self.remote_address = url
 
     async def send(self, messages: list[str]) -> None:
-        from websockets.exceptions import ConnectionClosed
-
         try:
             if self.framed:
                 await self.ws.send(sockjs.encode_client_messages(messages))
             else:
                 for message in messages:
                     await self.ws.send(message)
-        except ConnectionClosed as exc:
+        except self._connection_closed as exc:
             raise ConnectionError(f"websocket closed: {exc}") from None
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
@@ -155,6 +162,8 @@ class XhrClientTransport:
     """SockJS XHR polling: polls with ``POST .../xhr``, sends with ``POST .../xhr_send``."""
 
     kind = "xhr-polling"
+    # Every send is an HTTP request, so gathering the calls of one event loop turn saves requests.
+    gather_sends = True
 
     def __init__(self, http: Any, session_url: str, query: str = ""):
         self.http = http
