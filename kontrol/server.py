@@ -282,6 +282,8 @@ class Kontrol:
             self.registry.ping(live)
 
         request.connection.spawn(self._ask_for_heartbeats(request.connection, ping, identity))
+        # Let the kite.heartbeat call go out before the register reply, in the order Go Kontrol sends them.
+        await asyncio.sleep(0)
         return result
 
     @staticmethod
