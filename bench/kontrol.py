@@ -46,7 +46,6 @@ import random
 import resource
 import shutil
 import signal
-import statistics
 import sys
 import tempfile
 import time

@@ -79,6 +79,7 @@ __all__ = [
     "kite_key_candidates",
     "kite_key_path",
     "load_kite_key",
+    "write_kite_key",
     "load_private_key",
     "load_public_key",
     "parse_kite_key",

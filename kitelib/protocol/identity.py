@@ -22,6 +22,23 @@ def new_kite_id() -> str:
     return str(uuid.uuid4())
 
 
+def string_fields(data: Any, what: str) -> list[str]:
+    """Return the seven fields of a wire object in FIELDS order; missing or null ones become "".
+
+    Raises IdentityError naming ``what`` when ``data`` is not an object or a field is not a string.
+    """
+    if type(data) is not dict and not isinstance(data, Mapping):
+        raise IdentityError(f"{what} must be a JSON object, got {type(data).__name__}")
+    get = data.get
+    values = [get(key) for key in FIELDS]
+    for index, value in enumerate(values):
+        if type(value) is not str:
+            if value is not None:
+                raise IdentityError(f"{what} field {FIELDS[index]!r} must be a string, got {type(value).__name__}")
+            values[index] = ""
+    return values
+
+
 @dataclass(frozen=True, slots=True)
 class Identity:
     """The seven fields that name a kite. Any field may be empty until validated."""
@@ -43,19 +60,7 @@ class Identity:
         """
         if data is None:
             return cls()
-        if type(data) is not dict and not isinstance(data, Mapping):
-            raise IdentityError(f"kite identity must be a JSON object, got {type(data).__name__}")
-        get = data.get
-        values = [get(key) for key in FIELDS]
-        for index, value in enumerate(values):
-            if type(value) is not str:
-                if value is None:
-                    values[index] = ""
-                    continue
-                raise IdentityError(
-                    f"kite identity field {FIELDS[index]!r} must be a string, got {type(value).__name__}"
-                )
-        return cls(*values)
+        return cls(*string_fields(data, "kite identity"))
 
     @classmethod
     def parse(cls, text: str) -> "Identity":

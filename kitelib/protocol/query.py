@@ -15,7 +15,7 @@ import re
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Callable, Mapping
 
-from .identity import FIELDS, Identity, IdentityError
+from .identity import FIELDS, Identity, IdentityError, string_fields
 
 __all__ = [
     "Query",
@@ -256,17 +256,7 @@ class Query:
         """
         if data is None:
             return cls()
-        if not isinstance(data, Mapping):
-            raise IdentityError(f"query must be a JSON object, got {type(data).__name__}")
-        values = {}
-        for key in FIELDS:
-            value = data.get(key, "")
-            if value is None:
-                value = ""
-            if not isinstance(value, str):
-                raise IdentityError(f"query field {key!r} must be a string, got {type(value).__name__}")
-            values[key] = value
-        return cls(**values)
+        return cls(*string_fields(data, "query"))
 
     @classmethod
     def from_identity(cls, identity: Identity) -> "Query":

@@ -14,7 +14,6 @@ from kitelib.auth import (
     AuthenticatorError,
     AuthenticatorRegistry,
     AuthResult,
-    KeyPair,
     generate_key_pair,
 )
 from kitelib.protocol.errors import AuthenticationError

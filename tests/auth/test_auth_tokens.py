@@ -17,7 +17,6 @@ from kitelib.auth import (
     audience_for_query,
     check_time_claims,
     decode_unverified,
-    generate_key_pair,
     load_private_key,
     load_public_key,
     sign_kite_key,
