@@ -442,9 +442,9 @@ async def serve(settings: KontrolSettings, *, auto_init: bool = True, ready: Any
         except (NotImplementedError, RuntimeError):
             pass
     await kontrol.start()
-    if ready is not None:
-        ready(kontrol)
     try:
+        if ready is not None:
+            ready(kontrol)
         await stop.wait()
     finally:
         await kontrol.stop()
