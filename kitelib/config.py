@@ -90,6 +90,8 @@ class Config:
 
         A missing kite.key is not an error here: the kite runs unauthenticated
         until it gets one. A kite.key that exists but cannot be decoded is.
+        ``environ`` replaces ``os.environ`` for the ``KITE_*`` settings only;
+        the kite.key is looked up with the process's own ``KITE_HOME``.
         """
         config = cls()
         if read_kite_key:
