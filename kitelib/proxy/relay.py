@@ -13,11 +13,11 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, Callable
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from ..connection import new_connection_id
 from ..protocol import sockjs
-from ..transport.server import KiteServer, WebSocketTransport, XhrSession, _peer
+from ..transport.server import KiteServer, WebSocketTransport, XhrSession, _peer, read_text_frames
 
 if TYPE_CHECKING:
     from ..kite import Kite
@@ -262,20 +262,8 @@ class RelaySockJSServer(KiteServer):
 
         reason: BaseException | None = None
         try:
-            async for frame in ws:
-                if frame.type == WSMsgType.TEXT:
-                    await self._forward_ws_text(endpoint, frame.data, framed)
-                elif frame.type == WSMsgType.BINARY:
-                    try:
-                        text = frame.data.decode()
-                    except UnicodeDecodeError:
-                        logger.warning("dropped a binary frame that is not UTF-8 from %s", endpoint.describe())
-                        continue
-                    await self._forward_ws_text(endpoint, text, framed)
-                elif frame.type == WSMsgType.ERROR:
-                    reason = ws.exception()
-                    logger.warning("closing %s: %s", endpoint.describe(), reason)
-                    break
+            reason = await read_text_frames(ws, lambda text: self._forward_ws_text(endpoint, text, framed),
+                                            endpoint.describe)
         finally:
             if heartbeat is not None:
                 heartbeat.cancel()

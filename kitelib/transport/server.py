@@ -18,7 +18,7 @@ import logging
 import random
 import ssl
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 from aiohttp import WSMsgType, web
 
@@ -57,6 +57,33 @@ def _peer(request: web.Request) -> str:
     if isinstance(peername, tuple) and len(peername) >= 2:
         return f"{peername[0]}:{peername[1]}"
     return remote
+
+
+async def read_text_frames(ws: web.WebSocketResponse, on_text: Callable[[str], Awaitable[None] | None],
+                           describe: Callable[[], str]) -> BaseException | None:
+    """Pass the text of every frame to ``on_text`` until the socket closes; return the error that ended it.
+
+    Binary frames are read as UTF-8 text, and dropped with a warning when they are not.
+    """
+    async for frame in ws:
+        if frame.type == WSMsgType.TEXT:
+            text = frame.data
+        elif frame.type == WSMsgType.BINARY:
+            try:
+                text = frame.data.decode()
+            except UnicodeDecodeError:
+                logger.warning("dropped a binary frame that is not UTF-8 from %s", describe())
+                continue
+        elif frame.type == WSMsgType.ERROR:
+            reason = ws.exception()
+            logger.warning("closing %s: %s", describe(), reason)
+            return reason
+        else:
+            continue
+        pending = on_text(text)
+        if pending is not None:
+            await pending
+    return None
 
 
 class WebSocketTransport:
@@ -277,18 +304,8 @@ class KiteServer:
             heartbeat = asyncio.get_running_loop().create_task(self._send_heartbeats(ws))
         reason: BaseException | None = None
         try:
-            async for frame in ws:
-                if frame.type == WSMsgType.TEXT:
-                    self._receive_ws_text(connection, frame.data, framed)
-                elif frame.type == WSMsgType.BINARY:
-                    try:
-                        self._receive_ws_text(connection, frame.data.decode(), framed)
-                    except UnicodeDecodeError:
-                        logger.warning("dropped a binary frame that is not UTF-8 from %s", connection.describe())
-                elif frame.type == WSMsgType.ERROR:
-                    reason = ws.exception()
-                    logger.warning("closing %s: %s", connection.describe(), reason)
-                    break
+            reason = await read_text_frames(ws, lambda text: self._receive_ws_text(connection, text, framed),
+                                            connection.describe)
         finally:
             if heartbeat is not None:
                 heartbeat.cancel()
