@@ -17,7 +17,7 @@ from aiohttp import web
 
 from ..connection import new_connection_id
 from ..protocol import sockjs
-from ..transport.server import KiteServer, WebSocketTransport, XhrSession, _peer, read_text_frames
+from ..transport.server import KiteServer, WebSocketTransport, XhrSession, _peer
 
 if TYPE_CHECKING:
     from ..kite import Kite
@@ -254,35 +254,10 @@ class RelaySockJSServer(KiteServer):
         endpoint = RelayEndpoint(WebSocketTransport(ws, _peer(request), framed=framed), role=self.role)
         self._track(endpoint)
 
-        heartbeat = None
-        if framed:
-            await ws.send_str(sockjs.OPEN)
-            heartbeat = asyncio.get_running_loop().create_task(self._send_heartbeats(ws))
-        self.on_session(request, endpoint)
-
-        reason: BaseException | None = None
-        try:
-            reason = await read_text_frames(ws, lambda text: self._forward_ws_text(endpoint, text, framed),
-                                            endpoint.describe)
-        finally:
-            if heartbeat is not None:
-                heartbeat.cancel()
-            if not ws.closed:
-                await ws.close()
-            endpoint.connection_lost(reason)
+        await self.run_websocket_session(ws, framed=framed, deliver=endpoint.forward, describe=endpoint.describe,
+                                         lost=endpoint.connection_lost,
+                                         opened=lambda: self.on_session(request, endpoint))
         return ws
-
-    @staticmethod
-    async def _forward_ws_text(endpoint: RelayEndpoint, text: str, framed: bool) -> None:
-        if not framed:
-            await endpoint.forward([text])
-            return
-        try:
-            messages = sockjs.decode_client_frame(text)
-        except sockjs.FrameError as exc:
-            logger.warning("dropped a frame from %s: %s", endpoint.describe(), exc)
-            return
-        await endpoint.forward(messages)
 
     # Sessions carried by XHR requests
 

@@ -193,6 +193,11 @@ class XhrSession:
         return None
 
 
+def _receive_all(connection: Connection, messages: list[str]) -> None:
+    for message in messages:
+        connection.receive(message)
+
+
 class KiteServer:
     """Serves one kite's routes in an aiohttp application."""
 
@@ -297,35 +302,47 @@ class KiteServer:
         transport = WebSocketTransport(ws, _peer(request), framed=framed)
         connection = Connection(self.kite, transport, dialed=False)
         self.kite.connection_made(connection)
+        # A message a Go client sent before the open frame is already buffered and is read in the session.
+        await self.run_websocket_session(ws, framed=framed, deliver=lambda messages: _receive_all(connection, messages),
+                                         describe=connection.describe, lost=connection.connection_lost)
+        return ws
+
+    async def run_websocket_session(self, ws: web.WebSocketResponse, *, framed: bool,
+                                    deliver: Callable[[list[str]], Awaitable[None] | None],
+                                    describe: Callable[[], str], lost: Callable[[BaseException | None], None],
+                                    opened: Callable[[], None] | None = None) -> None:
+        """Run one accepted WebSocket until it closes, passing each frame's dnode messages to ``deliver``.
+
+        With SockJS framing it sends ``o`` and then ``h`` every heartbeat
+        delay, and drops (with a warning) a client frame that is not an array
+        of strings. ``opened`` runs once the session is open; ``lost`` runs
+        last with the error that ended the socket, if any.
+        """
+        def on_text(text: str) -> Awaitable[None] | None:
+            if not framed:
+                return deliver([text])
+            try:
+                messages = sockjs.decode_client_frame(text)
+            except sockjs.FrameError as exc:
+                logger.warning("dropped a frame from %s: %s", describe(), exc)
+                return None
+            return deliver(messages)
+
         heartbeat = None
         if framed:
-            # A message a Go client sent before this frame is already buffered and is read below.
             await ws.send_str(sockjs.OPEN)
             heartbeat = asyncio.get_running_loop().create_task(self._send_heartbeats(ws))
+        if opened is not None:
+            opened()
         reason: BaseException | None = None
         try:
-            reason = await read_text_frames(ws, lambda text: self._receive_ws_text(connection, text, framed),
-                                            connection.describe)
+            reason = await read_text_frames(ws, on_text, describe)
         finally:
             if heartbeat is not None:
                 heartbeat.cancel()
             if not ws.closed:
                 await ws.close()
-            connection.connection_lost(reason)
-        return ws
-
-    @staticmethod
-    def _receive_ws_text(connection: Connection, text: str, framed: bool) -> None:
-        if not framed:
-            connection.receive(text)
-            return
-        try:
-            messages = sockjs.decode_client_frame(text)
-        except sockjs.FrameError as exc:
-            logger.warning("dropped a frame from %s: %s", connection.describe(), exc)
-            return
-        for message in messages:
-            connection.receive(message)
+            lost(reason)
 
     async def _send_heartbeats(self, ws: web.WebSocketResponse) -> None:
         delay = self.kite.config.heartbeat_delay
