@@ -197,6 +197,21 @@ def prefix_items(query: Query) -> list[tuple[str, str]]:
     return items
 
 
+# Seconds close() waits for a backend's background task to end before it gives up on it.
+TASK_STOP_TIMEOUT = 5.0
+
+
+async def stop_task(task: "asyncio.Task[None] | None") -> None:
+    """Cancel a background task and wait up to TASK_STOP_TIMEOUT seconds for it to end."""
+    if task is None:
+        return
+    task.cancel()
+    try:
+        await asyncio.wait_for(task, TASK_STOP_TIMEOUT)
+    except (asyncio.CancelledError, asyncio.TimeoutError):
+        pass
+
+
 def check_ttl(ttl: float) -> float:
     if not isinstance(ttl, (int, float)) or not math.isfinite(ttl) or ttl <= 0:
         raise ValueError(f"invalid ttl {ttl!r}: it must be a positive number of seconds")

@@ -41,6 +41,7 @@ from .base import (
     StorageUnavailableError,
     check_ttl,
     prefix_items,
+    stop_task,
 )
 
 logger = logging.getLogger(__name__)
@@ -198,11 +199,7 @@ class EtcdStorage(Storage):
         if self._client is None:
             return
         if self._watch_task is not None:
-            self._watch_task.cancel()
-            try:
-                await self._watch_task
-            except asyncio.CancelledError:
-                pass
+            await stop_task(self._watch_task)
             self._watch_task = None
             self._watch_ready.clear()
         self._hub.close_all()

@@ -33,6 +33,7 @@ from .base import (
     StorageUnavailableError,
     check_ttl,
     prefix_items,
+    stop_task,
 )
 
 logger = logging.getLogger(__name__)
@@ -47,8 +48,6 @@ _SCHEMA_NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")
 _SEEN_EVENTS_KEPT = 50_000
 # Seconds a replay after reconnecting reaches back before the last delivered event.
 _REPLAY_MARGIN = 30.0
-# Seconds close() waits for the sweeper and the listener to end before it gives up on them.
-CLOSE_TIMEOUT = 5.0
 
 # Query field name -> kite table column.
 _COLUMNS = {
@@ -372,15 +371,10 @@ class PostgresStorage(Storage):
         if self._pool is None:
             return
         # psycopg can turn a cancellation inside a query into a psycopg error, which the loops
-        # would retry; the flag makes them return instead, and the timeout is a last resort.
+        # would retry. The flag makes them return instead, and stop_task's timeout is a last resort.
         self._closing = True
-        for task in (self._sweeper, self._listener):
-            if task is not None:
-                task.cancel()
-                try:
-                    await asyncio.wait_for(task, CLOSE_TIMEOUT)
-                except (asyncio.CancelledError, asyncio.TimeoutError):
-                    pass
+        await stop_task(self._sweeper)
+        await stop_task(self._listener)
         self._sweeper = None
         self._listener = None
         self._listening.clear()

@@ -34,6 +34,7 @@ from .base import (
     check_ttl,
     prefix_items,
     registration_events,
+    stop_task,
 )
 
 logger = logging.getLogger(__name__)
@@ -171,13 +172,8 @@ class SQLiteStorage(Storage):
     async def close(self) -> None:
         if self._executor is None:
             return
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            try:
-                await self._sweeper
-            except asyncio.CancelledError:
-                pass
-            self._sweeper = None
+        await stop_task(self._sweeper)
+        self._sweeper = None
         self._hub.close_all()
         executor = self._executor
         self._executor = None
