@@ -27,7 +27,7 @@ class Client:
     ``url`` is a SockJS base URL (``http://host:port/kite``) or, for kite.js
     servers, a raw WebSocket URL (``ws://host:port/``). ``transport`` is
     ``auto`` (SockJS WebSocket, falling back to XHR polling when the upgrade is
-    refused), ``websocket``, ``xhr`` or ``raw``; a ws:// URL means ``raw``
+    rejected), ``websocket``, ``xhr`` or ``raw``. A ws:// URL means ``raw``
     unless a SockJS transport is named. ``auth`` is sent with every call as
     ``{"type": ..., "key": ...}``. With ``reconnect`` the client redials with
     backoff after the link drops, and calls wait for the new link within

@@ -123,7 +123,7 @@ class Connection:
         xhr_send. Servers send at once: measured with 100 calls in flight,
         waiting on both sides made the two peers take turns instead of working
         in parallel. The first sender of a batch sends it and gets any send
-        error; messages that others queued fail with the connection, which
+        error. Messages that others queued fail with the connection, which
         then fails their pending calls with ``disconnect``.
         """
         if self.closed:

@@ -125,7 +125,7 @@ def _memory() -> tuple[int, int]:
 
 
 async def tunnel(request: "Request") -> None:
-    """Open the tunnel a tunnel proxy asks for; see kitelib.proxy.tunnel_client."""
+    """Open the tunnel that a tunnel proxy requests; see kitelib.proxy.tunnel_client."""
     from .proxy.tunnel_client import handle_tunnel
 
     return await handle_tunnel(request)

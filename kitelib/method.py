@@ -21,7 +21,7 @@ Handler = Callable[..., Any]
 
 @dataclass
 class Request:
-    """One incoming call, as a handler sees it.
+    """One incoming call, as passed to a handler.
 
     ``kite`` is the caller's identity (fixed by the first request on the
     connection), ``username`` the authenticated username (the claimed one when

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# A register body holds a kite.key and a URL; 64 KiB is far above any real one.
+# A register body contains a kite.key and a URL; 64 KiB is far above any real one.
 MAX_REGISTER_BODY = 64 * 1024
 
 

@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 
 class NoKeysError(RuntimeError):
-    """Storage holds no usable key pair; ``kitectl kontrol init`` creates one."""
+    """Storage contains no usable key pair; ``kitectl kontrol init`` creates one."""
 
 
 @dataclass

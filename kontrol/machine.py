@@ -1,7 +1,7 @@
 """registerMachine: issuing a kite.key to a new user, through pluggable machine authenticators.
 
 - ``password``: Kontrol calls ``kite.getPass`` on the caller's connection and
-  checks the answer against the user's argon2 hash in storage.
+  checks the returned password against the user's argon2 hash in storage.
 - ``token``: the caller sends a one-time registration token an admin created.
 - ``open``: anyone gets a key; only when the operator enables it.
 """
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# How long a caller has to type a password when Kontrol asks for it.
+# Seconds a caller has to type a password when Kontrol requests it.
 PASSWORD_PROMPT_TIMEOUT = 120.0
 DEFAULT_REGISTRATION_TOKEN_TTL = 24 * 3600.0
 

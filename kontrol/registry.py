@@ -1,6 +1,6 @@
 """Live registrations: which kites are registered through this Kontrol, their heartbeats and expiry.
 
-Storage holds the entries every Kontrol sees; this module keeps storage in
+Storage contains the entries that every Kontrol reads; this module keeps storage in
 line with what this process observes. A kite whose pings stop for the
 liveness window, or whose connection closes, is deleted at once instead of
 waiting for its storage TTL. An entry that storage lost (an outage, a restart,

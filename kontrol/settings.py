@@ -10,7 +10,7 @@ from kitelib.config import ConfigError, _parse_duration
 
 STORAGE_KINDS = ("sqlite", "etcd", "postgres")
 
-# Timing defaults; each comment says where the number comes from.
+# Timing defaults. Each comment names where the number comes from.
 DEFAULT_PORT = 4000  # the Go kontrol binary's port when none is given
 DEFAULT_HEARTBEAT_INTERVAL = 10.0  # Go kontrol HeartbeatInterval: the interval sent with kite.heartbeat
 DEFAULT_LIVENESS = 30.0  # Go HeartbeatInterval + HeartbeatDelay: no ping for this long means the kite is gone

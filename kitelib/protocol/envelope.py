@@ -49,7 +49,7 @@ def parse_request(message: Message) -> CallOptions:
     """Decode the options object of an unscrubbed request, or raise.
 
     Raises ProtocolError when ``arguments`` is not ``[options]`` (the caller
-    cannot be answered then unless a response callback was found anyway) and
+    cannot get a reply then unless a response callback was found anyway) and
     ArgumentError for a malformed field inside the options.
     """
     arguments = message.arguments
@@ -80,7 +80,7 @@ def parse_request(message: Message) -> CallOptions:
 def find_response_callback(message: Message) -> int | None:
     """Return the id of the response callback recorded in a message's callbacks, if any.
 
-    Used to answer a request whose options object is unusable.
+    Used to reply to a request whose options object is unusable.
     """
     for callback_id, path in message.callbacks.items():
         if len(path) == 2 and str(path[0]) == "0" and path[1] == "responseCallback":

@@ -72,7 +72,7 @@ def decode_server_frame(data: str) -> ServerFrame:
 
     An empty frame counts as a heartbeat: the Go server sends an empty
     WebSocket text message when it ends a session, and the close itself
-    tells the client the rest.
+    ends the session for the client.
     """
     data = data.rstrip("\n")
     if not data or data == HEARTBEAT:

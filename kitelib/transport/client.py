@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 
 class HandshakeRejected(ConnectionError):
-    """The server answered the WebSocket upgrade with a status other than 101."""
+    """The server replied to the WebSocket upgrade with a status other than 101."""
 
     def __init__(self, url: str, status: int):
         super().__init__(f"WebSocket handshake to {url} was rejected with HTTP status {status}")

@@ -1,6 +1,6 @@
 """A kite run in its own process by the Kontrol tests, so that it can be killed with SIGKILL or stopped.
 
-Usage: python -m tests.kontrol.kite_process NAME  (KITE_HOME holds its kite.key)
+Usage: python -m tests.kontrol.kite_process NAME  (KITE_HOME contains its kite.key)
 It prints "registered <kite id>" once Kontrol accepted it, then serves until killed.
 """
 

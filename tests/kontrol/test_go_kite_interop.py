@@ -57,7 +57,7 @@ async def test_go_register_then_heartbeat(kontrol: Kontrol) -> None:
         await ws.send(with_key(register, kontrol.own_kite_key("kontrol")))
         heartbeat_call, register_reply = await next_messages(ws, 2)
 
-        # Kontrol asks for heartbeats with the shape Go Kontrol uses.
+        # Kontrol requests heartbeats with the shape Go Kontrol uses.
         assert heartbeat_call["method"] == "kite.heartbeat"
         assert heartbeat_call["callbacks"] == go_heartbeat_call["callbacks"]
         options = heartbeat_call["arguments"][0]
@@ -69,7 +69,7 @@ async def test_go_register_then_heartbeat(kontrol: Kontrol) -> None:
         # The register reply matches Go's byte for byte in shape and values.
         assert register_reply == {key: value for key, value in go_register_reply.items() if key != "_dir"}
 
-        # The Go kite pings at once and answers the heartbeat call, as in the capture.
+        # The Go kite pings at once and replies to the heartbeat call, as in the capture.
         await ws.send(sockjs.encode_client_messages(['{"method":1,"arguments":[],"callbacks":{}}']))
         await ws.send(sockjs.encode_client_messages(
             ['{"method":0,"arguments":[{"error":null,"result":null}],"callbacks":{}}']))
