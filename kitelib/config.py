@@ -79,9 +79,13 @@ class Config:
     verify_ttl: float = DEFAULT_VERIFY_TTL
     leeway: float = DEFAULT_LEEWAY
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    # Browser origins that may open sessions; empty accepts every origin, as sockjs-go does.
+    allowed_origins: list[str] = field(default_factory=list)
 
     def copy(self) -> "Config":
-        return Config(**{item.name: getattr(self, item.name) for item in fields(self)})
+        copied = Config(**{item.name: getattr(self, item.name) for item in fields(self)})
+        copied.allowed_origins = list(self.allowed_origins)
+        return copied
 
     @classmethod
     def load(cls, *, kite_key_path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None,
@@ -157,3 +161,13 @@ class Config:
                     f"invalid size {text!r} in KITE_MAX_MESSAGE_SIZE: use a byte count of at least 1024"
                 )
             self.max_message_size = int(text)
+
+        if environ.get("KITE_ALLOWED_ORIGINS"):
+            from .protocol.origin import OriginError, OriginPolicy
+
+            entries = [entry for entry in re.split(r"[,\s]+", environ["KITE_ALLOWED_ORIGINS"]) if entry]
+            try:
+                OriginPolicy(entries)
+            except OriginError as exc:
+                raise ConfigError(f"{exc} in KITE_ALLOWED_ORIGINS") from None
+            self.allowed_origins = entries

@@ -9,6 +9,10 @@ the raw WebSocket that kite.js dials by default:
 - ``GET /kite/{server}/{session}/websocket``: SockJS-framed WebSocket.
 - ``POST /kite/{server}/{session}/xhr``, ``xhr_send``, ``xhr_streaming``: SockJS
   HTTP transports, with CORS preflights.
+
+Every route checks the request's ``Origin`` against the kite's
+``allowed_origins`` (see :mod:`kitelib.protocol.origin`) and answers 403 to a
+page from an origin that is not allowed.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from aiohttp import WSMsgType, web
 
 from ..connection import Connection, new_connection_id
 from ..protocol import sockjs
+from ..protocol.origin import OriginPolicy
 
 if TYPE_CHECKING:
     from ..kite import Kite
@@ -210,22 +215,48 @@ class KiteServer:
         self.runner: web.AppRunner | None = None
         self.port = 0
         self.url = ""
+        self._origin_policy = OriginPolicy(config.allowed_origins)
+        self._origin_entries = tuple(config.allowed_origins)
         self.add_routes(self.app, "/kite")
 
     def add_routes(self, app: web.Application, prefix: str) -> None:
         prefix = prefix.rstrip("/")
         session = f"{prefix}/{{server:{SESSION_PART}}}/{{session:{SESSION_PART}}}"
-        app.router.add_get(prefix, self.handle_root)
-        app.router.add_get(prefix + "/", self.handle_root)
-        app.router.add_get(prefix + "/websocket", self.handle_raw_websocket)
-        app.router.add_get(prefix + "/info", self.handle_info)
-        app.router.add_route("OPTIONS", prefix + "/info", self.handle_preflight_info)
-        app.router.add_get(session + "/websocket", self.handle_sockjs_websocket)
-        app.router.add_post(session + "/xhr", self.handle_xhr_poll)
-        app.router.add_post(session + "/xhr_send", self.handle_xhr_send)
-        app.router.add_post(session + "/xhr_streaming", self.handle_xhr_streaming)
+        guard = self._check_origin
+        app.router.add_get(prefix, guard(self.handle_root))
+        app.router.add_get(prefix + "/", guard(self.handle_root))
+        app.router.add_get(prefix + "/websocket", guard(self.handle_raw_websocket))
+        app.router.add_get(prefix + "/info", guard(self.handle_info))
+        app.router.add_route("OPTIONS", prefix + "/info", guard(self.handle_preflight_info))
+        app.router.add_get(session + "/websocket", guard(self.handle_sockjs_websocket))
+        app.router.add_post(session + "/xhr", guard(self.handle_xhr_poll))
+        app.router.add_post(session + "/xhr_send", guard(self.handle_xhr_send))
+        app.router.add_post(session + "/xhr_streaming", guard(self.handle_xhr_streaming))
         for name in ("xhr", "xhr_send", "xhr_streaming"):
-            app.router.add_route("OPTIONS", f"{session}/{name}", self.handle_preflight_post)
+            app.router.add_route("OPTIONS", f"{session}/{name}", guard(self.handle_preflight_post))
+
+    def origin_policy(self) -> OriginPolicy:
+        """Return the policy for the kite's current ``allowed_origins``, rebuilt when the setting changes."""
+        entries = tuple(self.kite.config.allowed_origins)
+        if entries != self._origin_entries:
+            self._origin_policy = OriginPolicy(entries)
+            self._origin_entries = entries
+        return self._origin_policy
+
+    def _check_origin(self, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                      ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def checked(request: web.Request) -> web.StreamResponse:
+            origin = request.headers.get("Origin")
+            if origin is not None and not self.origin_policy().allows(origin, request.host, request.scheme):
+                logger.warning("refused %s %s from %s: origin %r is not in allowed_origins",
+                               request.method, request.path, _peer(request), origin)
+                # No CORS headers, so the page's script sees a failed request rather than this text.
+                text = (f"Origin {origin!r} may not use this kite. Add it to the kite's allowed_origins"
+                        " (KITE_ALLOWED_ORIGINS) to let its pages connect.\n")
+                return web.Response(status=403, text=text, content_type="text/plain")
+            return await handler(request)
+
+        return checked
 
     # Lifecycle
 
