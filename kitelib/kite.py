@@ -9,6 +9,7 @@ import os
 import re
 import signal
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from . import defaults
@@ -346,6 +347,57 @@ class Kite:
         if self._server is None:
             self._server = KiteServer(self)
         return self._server.app
+
+    def handle_http(self, path: str, handler: Callable[["web.Request"], Awaitable["web.StreamResponse"]], *,
+                    method: str = "GET") -> None:
+        """Serve ``handler`` for ``method`` requests to ``path`` on the kite's port, next to ``/kite``.
+
+        This is the Go kite's ``HandleHTTP``: one process serves the kite and
+        the pages or endpoints that go with it. ``path`` takes aiohttp's
+        route syntax, so ``/items/{name}`` puts ``name`` in
+        ``request.match_info``. Add routes before :meth:`start`.
+        """
+        if not path.startswith("/"):
+            raise ValueError(f"HTTP path {path!r} must start with '/', as in '/status'")
+        self._add_route(lambda app: app.router.add_route(method.upper(), path, handler), path)
+
+    def serve_static(self, prefix: str, directory: str | os.PathLike[str], *, index: str | None = "index.html"
+                     ) -> None:
+        """Serve the files under ``directory`` at ``prefix`` (``/`` for the site root).
+
+        A request for ``prefix`` itself gets ``index`` from the directory, so
+        ``serve_static("/", "site")`` answers ``GET /`` with
+        ``site/index.html``. Files outside the directory are never served.
+        Routes added earlier (``/kite`` among them) take precedence.
+        """
+        root = Path(directory)
+        if not root.is_dir():
+            raise ValueError(f"cannot serve {str(root)!r}: it is not a directory")
+        if not prefix.startswith("/"):
+            raise ValueError(f"static prefix {prefix!r} must start with '/', as in '/static'")
+        base = prefix.rstrip("/")
+
+        def add(app: "web.Application") -> None:
+            from aiohttp import web
+
+            if index is not None and (root / index).is_file():
+                page = root / index
+
+                async def serve_index(request: "web.Request") -> "web.StreamResponse":
+                    return web.FileResponse(page)
+
+                app.router.add_get(base or "/", serve_index)
+                if base:
+                    app.router.add_get(base + "/", serve_index)
+            app.router.add_static(base or "/", root)
+
+        self._add_route(add, prefix)
+
+    def _add_route(self, add: Callable[["web.Application"], Any], path: str) -> None:
+        app = self.make_app()
+        if app.frozen:
+            raise RuntimeError(f"cannot add HTTP route {path!r}: the kite is already serving; add routes before start()")
+        add(app)
 
     async def start(self) -> None:
         """Bind the port from ``config`` (0 lets the OS choose) and serve until :meth:`stop`."""
