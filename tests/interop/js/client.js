@@ -1,13 +1,18 @@
 #!/usr/bin/env node
 // kite.js 1.0.13 client CLI for the interop tests.
 //
-// Usage: node client.js URL TRANSPORT CALLS [--timeout SECONDS]
+// Usage: node client.js URL TRANSPORT CALLS [--timeout SECONDS] [--token TOKEN]
 //   URL        ws://host:port/kite for "websocket", http://host:port/kite for the SockJS transports
 //   TRANSPORT  websocket  - kite.js default transport, a plain WebSocket (npm ws)
 //              sockjs     - Kite.transport.SockJS with sockjs-client's default transport list
 //              sockjs-xhr - Kite.transport.SockJS restricted to xhr-polling
 //   CALLS      JSON list of [method, params] pairs. params is handed to kite.tell()
 //              unchanged, so [4] is sent as withArgs [4] and a bare 4 as withArgs 4.
+//   --token    a token from Kontrol, sent with every call as
+//              {"type": "token", "key": TOKEN}. The environment variable
+//              KITEJS_TOKEN sets it too and keeps it out of process listings.
+//              --token wins when both are given. Without either, calls carry
+//              no authentication.
 //
 // Prints one JSON line per call on stdout:
 //   {"method": ..., "result": ..., "error": {"type", "message", "code"} | null}
@@ -30,7 +35,9 @@ const EXIT_USAGE = 2
 
 function usage(message) {
   process.stderr.write(`client.js: ${message}\n`)
-  process.stderr.write('usage: node client.js URL websocket|sockjs|sockjs-xhr CALLS_JSON [--timeout SECONDS]\n')
+  process.stderr.write(
+    'usage: node client.js URL websocket|sockjs|sockjs-xhr CALLS_JSON [--timeout SECONDS] [--token TOKEN]\n'
+  )
   process.exit(EXIT_USAGE)
 }
 
@@ -44,7 +51,10 @@ function parseCommandLine() {
   try {
     parsed = parseArgs({
       allowPositionals: true,
-      options: { timeout: { type: 'string', default: '10' } },
+      options: {
+        timeout: { type: 'string', default: '10' },
+        token: { type: 'string' },
+      },
     })
   } catch (err) {
     usage(err.message)
@@ -70,7 +80,12 @@ function parseCommandLine() {
   if (!Array.isArray(calls) || !calls.every(wellFormed)) {
     usage(`invalid CALLS ${JSON.stringify(callsText)}: expected a JSON list of [method, params] pairs`)
   }
-  return { url, transport, calls, timeoutMs }
+  // An empty KITEJS_TOKEN counts as unset, as an empty variable usually does.
+  const token = values.token !== undefined ? values.token : process.env.KITEJS_TOKEN || undefined
+  if (token === '') {
+    usage('invalid --token "": expected a token from Kontrol, or leave the option out to send no authentication')
+  }
+  return { url, transport, calls, timeoutMs, token }
 }
 
 function transportOptions(transport) {
@@ -130,12 +145,14 @@ function describeError(err) {
 }
 
 async function main() {
-  const { url, transport, calls, timeoutMs } = parseCommandLine()
+  const { url, transport, calls, timeoutMs, token } = parseCommandLine()
   const kite = new Kite({
     url,
     autoConnect: false,
     autoReconnect: false,
     logLevel: LOG_LEVEL,
+    // kite.js copies options.auth into every request's "authentication" field.
+    ...(token === undefined ? {} : { auth: { type: 'token', key: token } }),
     ...transportOptions(transport),
   })
 
