@@ -12,7 +12,8 @@ Set up and run it:
     python examples/browser/server.py --port 8080
 
 then open http://127.0.0.1:8080/ (add ``?transport=xhr-polling`` to use XHR
-polling instead of a WebSocket). The page calls ``square(4)``, passes a
+polling instead of a WebSocket, or ``?transport=raw-websocket`` for a
+WebSocket without SockJS). The page calls ``square(4)``, passes a
 callback to ``countdown`` that the kite calls three times, and calls
 ``fail`` to show how a kite's error reaches the page.
 """

@@ -1,5 +1,6 @@
 // Talks to the "browser-demo" kite with kite.js. Query parameters:
-//   transport=websocket|xhr-polling  the SockJS transport (default websocket)
+//   transport=websocket|xhr-polling  the SockJS transport (default websocket);
+//             raw-websocket          a plain WebSocket to /kite, without SockJS
 //   kite=URL                         the kite's SockJS URL (default: this page's origin + /kite)
 //   run=0                            connect, but make no calls until asked
 // window.demo holds what happened, for people in the console and for the tests.
@@ -75,13 +76,14 @@ function setStatus(state) {
 document.getElementById('url').textContent = kiteURL
 document.getElementById('transport').textContent = transport
 
+const connection = transport === 'raw-websocket'
+  ? { url: kiteURL.replace(/^http/, 'ws'), transportClass: Kite.transport.WebSocket }
+  : { url: kiteURL, transportClass: Kite.transport.SockJS, transportOptions: { transports: [transport] } }
 demo.kite = new Kite({
-  url: kiteURL,
   name: 'browser-page',
   autoReconnect: true,
   logLevel: params.get('debug') ? Kite.DebugLevel.DEBUG : Kite.DebugLevel.ERROR,
-  transportClass: Kite.transport.SockJS,
-  transportOptions: { transports: [transport] },
+  ...connection,
 })
 demo.kite.on('open', () => {
   demo.opens += 1
