@@ -42,22 +42,27 @@ def node() -> str:
         _missing_tool("node is not installed (apt-get install nodejs npm)")
 
     if not (JS_DIR / "node_modules" / "kite.js").is_dir():
-        npm_path = shutil.which("npm")
-        if npm_path is None:
-            _missing_tool(f"npm is not installed, so {JS_DIR}/node_modules cannot be created")
-        completed = subprocess.run(
-            [npm_path, "ci", "--no-audit", "--no-fund"],
-            cwd=JS_DIR,
-            capture_output=True,
-            text=True,
-            timeout=NPM_CI_TIMEOUT,
-        )
-        if completed.returncode != 0:
-            pytest.fail(
-                f"npm ci in {JS_DIR} failed with exit code {completed.returncode}:\n"
-                f"{completed.stdout}\n{completed.stderr}"
-            )
+        npm_ci(JS_DIR)
     return node_path
+
+
+def npm_ci(directory: Path) -> None:
+    """Install ``directory``'s npm packages from its lock file, failing the test if npm cannot."""
+    npm_path = shutil.which("npm")
+    if npm_path is None:
+        _missing_tool(f"npm is not installed, so {directory}/node_modules cannot be created")
+    completed = subprocess.run(
+        [npm_path, "ci", "--no-audit", "--no-fund"],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        timeout=NPM_CI_TIMEOUT,
+    )
+    if completed.returncode != 0:
+        pytest.fail(
+            f"npm ci in {directory} failed with exit code {completed.returncode}:\n"
+            f"{completed.stdout}\n{completed.stderr}"
+        )
 
 
 async def stop_process(process: asyncio.subprocess.Process) -> None:

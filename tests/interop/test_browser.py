@@ -15,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import logging
-import shutil
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -27,7 +25,7 @@ import pytest
 from kitelib import Kite
 
 from ..chromium import Chromium, Page, find_chromium
-from .kitejs_helpers import NPM_CI_TIMEOUT, _missing_tool, stop_process
+from .kitejs_helpers import _missing_tool, npm_ci, stop_process
 
 pytestmark = pytest.mark.interop
 
@@ -55,14 +53,8 @@ def bundle() -> Path:
     """The kite.js browser bundle, installed with npm ci in examples/browser on first use."""
     path: Path = example.BUNDLE
     if not path.is_file():
-        npm = shutil.which("npm")
-        if npm is None:
-            _missing_tool(f"npm is not installed, so {EXAMPLE_DIR}/node_modules cannot be created")
-        completed = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=EXAMPLE_DIR, capture_output=True,
-                                   text=True, timeout=NPM_CI_TIMEOUT)
-        if completed.returncode != 0 or not path.is_file():
-            pytest.fail(f"npm ci in {EXAMPLE_DIR} failed with exit code {completed.returncode}:\n"
-                        f"{completed.stdout}\n{completed.stderr}")
+        npm_ci(EXAMPLE_DIR)
+        assert path.is_file(), f"npm ci in {EXAMPLE_DIR} installed no {path}"
     return path
 
 
