@@ -52,8 +52,11 @@ class RemoteFunction:
     """A function the peer sent us. Calling it sends the call; the result is awaitable.
 
     The peer's functions return nothing over dnode, so awaiting only waits
-    until the call has been handed to the transport. Calls from other threads
-    (sync handlers run in a thread pool) return a concurrent Future instead.
+    until the call has been handed to the transport. The call is queued
+    before ``__call__`` returns, so a handler that calls back and then
+    returns has its calls reach the peer before its reply, as with a Go kite.
+    Calls from other threads (sync handlers run in a thread pool) return a
+    concurrent Future instead.
     """
 
     __slots__ = ("connection", "callback_id")
@@ -63,11 +66,19 @@ class RemoteFunction:
         self.callback_id = callback_id
 
     def __call__(self, *args: Any) -> "asyncio.Future[None] | concurrent.futures.Future[None]":
-        coroutine = self.connection.call_function(self.callback_id, list(args))
-        loop = self.connection.loop
-        if threading.get_ident() == self.connection.loop_thread:
-            return loop.create_task(coroutine)
-        return asyncio.run_coroutine_threadsafe(coroutine, loop)
+        connection = self.connection
+        loop = connection.loop
+        if threading.get_ident() != connection.loop_thread:
+            # The coroutine queues the call in its first step, which the loop runs
+            # before it learns that the handler's thread has returned.
+            return asyncio.run_coroutine_threadsafe(connection.call_function(self.callback_id, list(args)), loop)
+        try:
+            connection.queue_function_call(self.callback_id, list(args))
+        except (SendError, TypeError, ValueError) as exc:
+            failed: asyncio.Future[None] = loop.create_future()
+            failed.set_exception(exc)
+            return failed
+        return loop.create_task(connection.flush())
 
     def __repr__(self) -> str:
         return f"<RemoteFunction {self.callback_id} on {self.connection.id}>"
@@ -126,9 +137,17 @@ class Connection:
         error. Messages that others queued fail with the connection, which
         then fails their pending calls with ``disconnect``.
         """
+        self.queue_message(message)
+        await self.flush()
+
+    def queue_message(self, message: Message) -> None:
+        """Queue one message for the next :meth:`flush`; messages go out in the order they were queued."""
         if self.closed:
             raise SendError("can't send, connection is closed")
         self._outbox.append(dnode.encode_message(message))
+
+    async def flush(self) -> None:
+        """Send the queued messages, unless a send already in progress will take them."""
         if self._flushing:
             return
         self._flushing = True
@@ -144,10 +163,15 @@ class Connection:
         finally:
             self._flushing = False
 
+    def queue_function_call(self, callback_id: int, args: list[Any]) -> None:
+        """Queue a call of a function the peer sent us earlier, by its id."""
+        arguments, callbacks = self.callbacks.scrub(args)
+        self.queue_message(Message(callback_id, arguments, callbacks))
+
     async def call_function(self, callback_id: int, args: list[Any]) -> None:
         """Call a function the peer sent us earlier, by its id."""
-        arguments, callbacks = self.callbacks.scrub(args)
-        await self.send_message(Message(callback_id, arguments, callbacks))
+        self.queue_function_call(callback_id, args)
+        await self.flush()
 
     async def tell(self, method: str, *args: Any, timeout: float | None = None,
                    authentication: dict[str, str] | None = None) -> Any:

@@ -24,6 +24,7 @@ from kitelib import ArgumentError, Client, Kite, KiteError, RequestLimitError, S
 from kitelib.backoff import Backoff
 from server_support import (
     WAIT,
+    SockJSWebSocket,
     add_math_methods,
     decode_data_frame,
     make_config,
@@ -169,6 +170,30 @@ async def test_sync_handler_callbacks_keep_order(kite: Kite, connect: Connect) -
 
     assert await client.tell("count_sync", 20, received.append) == "done"
     assert received == list(range(1, 21))
+
+
+@pytest.mark.parametrize("style", ["async", "sync"])
+async def test_unawaited_callbacks_precede_the_reply_on_the_wire(
+        kite: Kite, sockjs_ws: Callable[..., Awaitable[SockJSWebSocket]], style: str) -> None:
+    # kite.js runs a reply's callback as soon as it arrives, so the order on the wire is what a page sees.
+    def fire(limit: int, callback: Any) -> str:
+        for number in range(1, limit + 1):
+            callback(number)
+        return "done"
+
+    async def fire_async(request: Any, limit: int, callback: Any) -> str:
+        return fire(limit, callback)
+
+    kite.handle("fire", fire_async if style == "async" else (lambda request, limit, callback: fire(limit, callback)))
+    socket = await sockjs_ws()
+    await socket.send(request_text("fire", [5, "[Function]"], callback_id=0, extra_callbacks={"1": [0, "withArgs", 1]}))
+
+    order: list[Any] = []
+    while "reply" not in order:
+        for message in await socket.recv_messages():
+            order.append("reply" if message["method"] == 0 else message["arguments"][0])
+
+    assert order == [1, 2, 3, 4, 5, "reply"]
 
 
 async def test_callback_in_nested_arguments(kite: Kite, connect: Connect) -> None:
