@@ -169,5 +169,5 @@ class Config:
             try:
                 OriginPolicy(entries)
             except OriginError as exc:
-                raise ConfigError(f"{exc} in KITE_ALLOWED_ORIGINS") from None
+                raise ConfigError(f"KITE_ALLOWED_ORIGINS: {exc}") from None
             self.allowed_origins = entries

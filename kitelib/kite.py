@@ -367,12 +367,14 @@ class Kite:
 
         A request for ``prefix`` itself gets ``index`` from the directory, so
         ``serve_static("/", "site")`` answers ``GET /`` with
-        ``site/index.html``. Files outside the directory are never served.
-        Routes added earlier (``/kite`` among them) take precedence.
+        ``site/index.html``; folders below it get no index page. Files
+        outside the directory are never served. Routes added earlier
+        (``/kite`` among them) take precedence.
         """
         root = Path(directory)
         if not root.is_dir():
-            raise ValueError(f"cannot serve {str(root)!r}: it is not a directory")
+            raise ValueError(f"cannot serve {str(root)!r} ({root.resolve()}): it is not a directory;"
+                             " a relative path starts from the working directory")
         if not prefix.startswith("/"):
             raise ValueError(f"static prefix {prefix!r} must start with '/', as in '/static'")
         base = prefix.rstrip("/")

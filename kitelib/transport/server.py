@@ -329,7 +329,12 @@ class KiteServer:
     async def _serve_websocket(self, request: web.Request, *, framed: bool) -> web.StreamResponse:
         config = self.kite.config
         ws = web.WebSocketResponse(max_msg_size=config.max_message_size, compress=False, autoping=True)
-        await ws.prepare(request)
+        try:
+            await ws.prepare(request)
+        except ConnectionResetError:
+            # A browser that navigates away mid-handshake drops the socket; nothing was opened yet.
+            logger.debug("WebSocket upgrade from %s ended before it completed", _peer(request))
+            return ws
         transport = WebSocketTransport(ws, _peer(request), framed=framed)
         connection = Connection(self.kite, transport, dialed=False)
         self.kite.connection_made(connection)
