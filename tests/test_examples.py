@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -56,3 +57,33 @@ def test_main_job_script() -> None:
     assert len(query_rows) == 1
     assert query_rows[0].split("\t")[2] == "math"
     assert lines[-1].split()[1] == "16"
+
+
+def run_browser_example(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "examples/browser/server.py", *args], cwd=REPO,
+                          env=dict(os.environ, **env), capture_output=True, text=True, timeout=60)
+
+
+def test_browser_example_rejects_a_bad_origin_in_one_line() -> None:
+    flag = run_browser_example("--port", "0", "--allowed-origin", "example.com")
+    variable = run_browser_example("--port", "0", KITE_ALLOWED_ORIGINS="example.com")
+
+    assert flag.returncode == 2
+    assert "--allowed-origin: invalid allowed origin: 'example.com' is not an origin" in flag.stderr
+    assert variable.returncode == 1
+    assert variable.stderr.strip().splitlines() == [
+        "server.py: KITE_ALLOWED_ORIGINS: invalid allowed origin: 'example.com' is not an origin: "
+        "use scheme://host[:port], such as https://app.example.com"]
+
+
+def test_browser_example_names_a_busy_port() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_browser_example("--port", str(port))
+
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "pass --port 0 to pick a free port" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -30,6 +30,8 @@ from pathlib import Path
 from aiohttp import web
 
 from kitelib import Config, Kite, KiteError
+from kitelib.config import ConfigError
+from kitelib.protocol.origin import OriginError, OriginPolicy
 
 HERE = Path(__file__).resolve().parent
 BUNDLE = HERE / "node_modules" / "kite.js" / "dist" / "bundle.js"
@@ -39,8 +41,16 @@ logger = logging.getLogger("browser-demo")
 
 def make_kite(port: int, *, host: str = "127.0.0.1", bundle: Path = BUNDLE,
               allowed_origins: list[str] | None = None) -> Kite:
-    """Build the demo kite with its page routes; the tests call this too."""
-    config = Config(ip=host, port=port, disable_authentication=True, allowed_origins=list(allowed_origins or []))
+    """Build the demo kite with its page routes; the tests call this too.
+
+    ``KITE_*`` variables apply as for any kite (``KITE_ALLOWED_ORIGINS``
+    among them); ``allowed_origins`` adds to what they allow.
+    """
+    config = Config.load(read_kite_key=False)
+    config.ip, config.port = host, port
+    # The demo page calls without credentials.
+    config.disable_authentication = True
+    config.allowed_origins.extend(allowed_origins or [])
     kite = Kite("browser-demo", "1.0.0", config=config)
 
     @kite.handle("square")
@@ -49,7 +59,11 @@ def make_kite(port: int, *, host: str = "127.0.0.1", bundle: Path = BUNDLE,
 
     @kite.handle("countdown")
     async def countdown(request, start: int, on_tick) -> str:
-        """Call the page's ``on_tick`` with start, start-1, ... 1, then answer."""
+        """Call the page's ``on_tick`` with start, start-1, ... 1, then answer.
+
+        Each call is queued when it is made, so the page runs every tick
+        before it sees the answer, without awaiting the calls here.
+        """
         if not callable(on_tick):
             raise KiteError(f"countdown's second argument must be a function, not {on_tick!r}",
                             type="argumentError")
@@ -84,11 +98,18 @@ def main() -> None:
                         help="let pages from ORIGIN (such as http://localhost:3000) connect; repeat for more. "
                              "Without it every origin may connect, as with a Go kite.")
     args = parser.parse_args()
+    try:
+        OriginPolicy(args.allowed_origin)
+    except OriginError as exc:
+        parser.error(f"--allowed-origin: {exc}")
     logging.basicConfig(level=os.environ.get("KITE_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
     if not args.bundle.is_file():
         print(f"warning: {args.bundle} is missing; run 'npm ci' in {HERE} before opening the page", file=sys.stderr)
 
-    kite = make_kite(args.port, host=args.host, bundle=args.bundle, allowed_origins=args.allowed_origin)
+    try:
+        kite = make_kite(args.port, host=args.host, bundle=args.bundle, allowed_origins=args.allowed_origin)
+    except ConfigError as exc:
+        sys.exit(f"server.py: {exc}")
 
     async def serve() -> None:
         await kite.start()
@@ -104,6 +125,10 @@ def main() -> None:
         asyncio.run(serve())
     except KeyboardInterrupt:
         pass
+    except OSError as exc:
+        # Binding fails this way when the port is taken or the address is not local.
+        sys.exit(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; "
+                 "pass --port 0 to pick a free port, or another --host")
 
 
 if __name__ == "__main__":

@@ -227,6 +227,17 @@ async def test_allow_list_refuses_other_origins(browser: Chromium, demo_kite: Ki
     assert own_outcome == {"result": 81}
 
 
+async def test_page_says_when_kite_js_is_missing(browser: Chromium, tmp_path: Path) -> None:
+    kite = await start_demo(tmp_path / "not-installed" / "bundle.js")
+    try:
+        page = await browser.open(page_url(kite))
+        status = await page.evaluate("document.getElementById('status').textContent")
+    finally:
+        await kite.stop()
+
+    assert status == "kite.js did not load: run npm ci in examples/browser, then reload", page.report()
+
+
 async def test_example_runs_as_the_readme_says(browser: Chromium, bundle: Path, tmp_path: Path) -> None:
     """``python examples/browser/server.py`` prints the page's URL, and the page does its calls."""
     log_path = tmp_path / "server.log"

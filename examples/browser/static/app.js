@@ -75,6 +75,10 @@ function setStatus(state) {
 
 document.getElementById('url').textContent = kiteURL
 document.getElementById('transport').textContent = transport
+if (typeof Kite === 'undefined') {
+  setStatus('kite.js did not load: run npm ci in examples/browser, then reload')
+  throw new Error('kite.js did not load from /kite.js')
+}
 
 const connection = transport === 'raw-websocket'
   ? { url: kiteURL.replace(/^http/, 'ws'), transportClass: Kite.transport.WebSocket }
