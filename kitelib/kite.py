@@ -366,8 +366,8 @@ class Kite:
         """Serve the files under ``directory`` at ``prefix`` (``/`` for the site root).
 
         A request for ``prefix`` itself gets ``index`` from the directory, so
-        ``serve_static("/", "site")`` answers ``GET /`` with
-        ``site/index.html``; folders below it get no index page. Files
+        ``serve_static("/", "site")`` returns ``site/index.html`` for
+        ``GET /``. Folders below it get no index page. Files
         outside the directory are never served. Routes added earlier
         (``/kite`` among them) take precedence.
         """

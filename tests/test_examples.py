@@ -64,7 +64,7 @@ def run_browser_example(*args: str, **env: str) -> subprocess.CompletedProcess[s
                           env=dict(os.environ, **env), capture_output=True, text=True, timeout=60)
 
 
-def test_browser_example_rejects_a_bad_origin_in_one_line() -> None:
+def test_browser_example_bad_origin_error() -> None:
     flag = run_browser_example("--port", "0", "--allowed-origin", "example.com")
     variable = run_browser_example("--port", "0", KITE_ALLOWED_ORIGINS="example.com")
 
@@ -76,7 +76,7 @@ def test_browser_example_rejects_a_bad_origin_in_one_line() -> None:
         "use scheme://host[:port], such as https://app.example.com"]
 
 
-def test_browser_example_names_a_busy_port() -> None:
+def test_browser_example_busy_port_error() -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

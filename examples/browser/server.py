@@ -59,10 +59,10 @@ def make_kite(port: int, *, host: str = "127.0.0.1", bundle: Path = BUNDLE,
 
     @kite.handle("countdown")
     async def countdown(request, start: int, on_tick) -> str:
-        """Call the page's ``on_tick`` with start, start-1, ... 1, then answer.
+        """Call the page's ``on_tick`` with start, start-1, ... 1, then return "liftoff".
 
         Each call is queued when it is made, so the page runs every tick
-        before it sees the answer, without awaiting the calls here.
+        before it receives the result, without awaiting the calls here.
         """
         if not callable(on_tick):
             raise KiteError(f"countdown's second argument must be a function, not {on_tick!r}",

@@ -3,7 +3,7 @@
 sockjs-go, which the Go kite serves through, accepts every origin: its
 WebSocket upgrade does not look at ``Origin`` and its XHR transports echo the
 request's ``Origin`` back in ``Access-Control-Allow-Origin``. A kite does the
-same unless it is given an allow-list. This module holds that decision and no
+same unless it is given an allow-list. This module makes that decision without
 I/O, so the HTTP layer and the tests share one rule.
 """
 
@@ -81,6 +81,8 @@ class OriginPolicy:
             normalized = normalize_origin(origin)
         except ValueError:
             return False
+        # NOTE: behind a proxy that ends TLS, ``scheme`` is http while the page is https,
+        # so the kite's own page counts as cross-origin there and must be listed.
         if host and normalized != "null":
             try:
                 if normalized == normalize_origin(f"{scheme}://{host}"):

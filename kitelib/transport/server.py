@@ -248,9 +248,9 @@ class KiteServer:
         async def checked(request: web.Request) -> web.StreamResponse:
             origin = request.headers.get("Origin")
             if origin is not None and not self.origin_policy().allows(origin, request.host, request.scheme):
-                logger.warning("refused %s %s from %s: origin %r is not in allowed_origins",
+                logger.warning("rejected %s %s from %s: origin %r is not in allowed_origins",
                                request.method, request.path, _peer(request), origin)
-                # No CORS headers, so the page's script sees a failed request rather than this text.
+                # Without CORS headers the page's script gets a failed request, not this text.
                 text = (f"Origin {origin!r} may not use this kite. Add it to the kite's allowed_origins"
                         " (KITE_ALLOWED_ORIGINS) to let its pages connect.\n")
                 return web.Response(status=403, text=text, content_type="text/plain")

@@ -30,7 +30,7 @@ from .kitejs_helpers import _missing_tool, npm_ci, stop_process
 pytestmark = pytest.mark.interop
 
 EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "examples" / "browser"
-# The page's transport parameter, and the kind of connection the kite sees for it.
+# The page's transport parameter, and the kind of connection the kite reports for it.
 TRANSPORTS = {"websocket": "sockjs-websocket", "xhr-polling": "xhr-polling", "raw-websocket": "raw-websocket"}
 SOCKJS_TRANSPORTS = ["websocket", "xhr-polling"]
 # Reconnecting waits for kite.js's first back-off delay (700 ms) plus a SockJS handshake.
@@ -98,7 +98,7 @@ async def open_connected(browser: Chromium, url: str) -> Page:
 
 
 @pytest.mark.parametrize("transport", list(TRANSPORTS))
-async def test_page_squares_over_each_transport(browser: Chromium, demo_kite: Kite, transport: str) -> None:
+async def test_page_squares_over_transport(browser: Chromium, demo_kite: Kite, transport: str) -> None:
     page = await open_connected(browser, page_url(demo_kite, transport=transport, run="0"))
 
     outcome = await page.evaluate("demo.call('square', 4)")
@@ -111,7 +111,7 @@ async def test_page_squares_over_each_transport(browser: Chromium, demo_kite: Ki
 
 
 @pytest.mark.parametrize("transport", SOCKJS_TRANSPORTS)
-async def test_kite_calls_the_page_callback_three_times(browser: Chromium, demo_kite: Kite, transport: str) -> None:
+async def test_page_callback_called_three_times(browser: Chromium, demo_kite: Kite, transport: str) -> None:
     page = await open_connected(browser, page_url(demo_kite, transport=transport, run="0"))
 
     seen = await page.evaluate("demo.call('countdown', 3, (n) => demo.ticks.push(n))"
@@ -122,7 +122,7 @@ async def test_kite_calls_the_page_callback_three_times(browser: Chromium, demo_
     assert seen["ticksAtReply"] == [3, 2, 1]
 
 
-async def test_kite_error_reaches_the_page_with_its_type(browser: Chromium, demo_kite: Kite) -> None:
+async def test_kite_error_type_reaches_page(browser: Chromium, demo_kite: Kite) -> None:
     page = await open_connected(browser, page_url(demo_kite, run="0"))
 
     failure = await page.evaluate("demo.call('fail', 'for the test')")
@@ -138,7 +138,7 @@ async def test_kite_error_reaches_the_page_with_its_type(browser: Chromium, demo
     assert "fail(\"for the test\") failed: demoError: the demo kite failed on purpose" in text
 
 
-async def test_page_runs_the_whole_demo_on_load(browser: Chromium, demo_kite: Kite) -> None:
+async def test_page_runs_demo_on_load(browser: Chromium, demo_kite: Kite) -> None:
     page = await browser.open(page_url(demo_kite))
 
     results = await page.evaluate("demo.done")
@@ -152,7 +152,7 @@ async def test_page_runs_the_whole_demo_on_load(browser: Chromium, demo_kite: Ki
 
 
 @pytest.mark.parametrize("transport", list(TRANSPORTS))
-async def test_page_reconnects_after_the_kite_restarts(browser: Chromium, bundle: Path, transport: str) -> None:
+async def test_page_reconnects_after_restart(browser: Chromium, bundle: Path, transport: str) -> None:
     kite = await start_demo(bundle)
     port = kite.port
     try:
@@ -174,7 +174,7 @@ async def test_page_reconnects_after_the_kite_restarts(browser: Chromium, bundle
 
 
 @pytest.mark.parametrize("transport", SOCKJS_TRANSPORTS)
-async def test_cross_origin_page_is_accepted_by_default(browser: Chromium, demo_kite: Kite, bundle: Path,
+async def test_cross_origin_accepted_by_default(browser: Chromium, demo_kite: Kite, bundle: Path,
                                                         transport: str) -> None:
     other = await start_demo(bundle)
     try:
@@ -204,7 +204,7 @@ async def test_allow_list_admits_listed_origin(browser: Chromium, demo_kite: Kit
 
 
 @pytest.mark.parametrize("transport", list(TRANSPORTS))
-async def test_allow_list_refuses_other_origins(browser: Chromium, demo_kite: Kite, bundle: Path, transport: str,
+async def test_allow_list_rejects_other_origins(browser: Chromium, demo_kite: Kite, bundle: Path, transport: str,
                                                 caplog: pytest.LogCaptureFixture) -> None:
     other = await start_demo(bundle, allowed_origins=["https://app.example.test"])
     caplog.set_level(logging.WARNING, logger="kitelib.transport.server")
@@ -227,7 +227,7 @@ async def test_allow_list_refuses_other_origins(browser: Chromium, demo_kite: Ki
     assert own_outcome == {"result": 81}
 
 
-async def test_page_says_when_kite_js_is_missing(browser: Chromium, tmp_path: Path) -> None:
+async def test_page_reports_missing_kitejs(browser: Chromium, tmp_path: Path) -> None:
     kite = await start_demo(tmp_path / "not-installed" / "bundle.js")
     try:
         page = await browser.open(page_url(kite))
@@ -238,7 +238,7 @@ async def test_page_says_when_kite_js_is_missing(browser: Chromium, tmp_path: Pa
     assert status == "kite.js did not load: run npm ci in examples/browser, then reload", page.report()
 
 
-async def test_example_runs_as_the_readme_says(browser: Chromium, bundle: Path, tmp_path: Path) -> None:
+async def test_example_runs_as_documented(browser: Chromium, bundle: Path, tmp_path: Path) -> None:
     """``python examples/browser/server.py`` prints the page's URL, and the page does its calls."""
     log_path = tmp_path / "server.log"
     with log_path.open("wb") as log:

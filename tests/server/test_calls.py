@@ -173,9 +173,9 @@ async def test_sync_handler_callbacks_keep_order(kite: Kite, connect: Connect) -
 
 
 @pytest.mark.parametrize("style", ["async", "sync"])
-async def test_unawaited_callbacks_precede_the_reply_on_the_wire(
+async def test_unawaited_callbacks_precede_reply(
         kite: Kite, sockjs_ws: Callable[..., Awaitable[SockJSWebSocket]], style: str) -> None:
-    # kite.js runs a reply's callback as soon as it arrives, so the order on the wire is what a page sees.
+    # kite.js runs a reply's callback as soon as it arrives, so a page receives messages in wire order.
     def fire(limit: int, callback: Any) -> str:
         for number in range(1, limit + 1):
             callback(number)

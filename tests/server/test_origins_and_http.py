@@ -1,8 +1,8 @@
 """Origin checks and the kite's own HTTP routes, over real sockets.
 
 The browser tests (tests/interop/test_browser.py) show the same rules from a
-real page; these drive each route by hand so every transport and preflight is
-covered, including clients that send no ``Origin`` at all.
+real page. These tests drive each route by hand, so every transport and
+preflight is covered, including clients that send no ``Origin`` at all.
 """
 
 from __future__ import annotations
@@ -32,14 +32,15 @@ def origin_of(kite: Kite) -> str:
 # Default: every origin, as sockjs-go
 
 
-async def test_default_accepts_any_origin_and_echoes_it(kite: Kite) -> None:
+async def test_default_echoes_any_origin(kite: Kite) -> None:
     async with httpx.AsyncClient(timeout=WAIT) as http:
         info = await http.get(kite.url + "/info", headers={"Origin": STRANGER})
         poll = await http.post(kite.url + session_path() + "/xhr", headers={"Origin": STRANGER})
 
     assert info.status_code == 200
     assert info.headers["access-control-allow-origin"] == STRANGER
-    assert poll.status_code == 200 and poll.text == "o\n"
+    assert poll.status_code == 200
+    assert poll.text == "o\n"
     async with websockets.connect(ws_base(kite), origin=STRANGER, open_timeout=WAIT) as socket:  # type: ignore[arg-type]
         assert socket.protocol.state.name == "OPEN"
 
@@ -66,13 +67,15 @@ async def test_listed_origins_get_cors_headers(guarded: Kite, origin: str) -> No
 
 
 @pytest.mark.parametrize("path", ["/info", "/", ""])
-async def test_unlisted_origin_is_refused_with_a_fix(guarded: Kite, path: str) -> None:
+async def test_unlisted_origin_rejected_with_fix(guarded: Kite, path: str) -> None:
     async with httpx.AsyncClient(timeout=WAIT) as http:
         response = await http.get(guarded.url + path, headers={"Origin": STRANGER})
 
     assert response.status_code == 403
     assert "access-control-allow-origin" not in response.headers
-    assert STRANGER in response.text and "allowed_origins" in response.text and "KITE_ALLOWED_ORIGINS" in response.text
+    assert STRANGER in response.text
+    assert "allowed_origins" in response.text
+    assert "KITE_ALLOWED_ORIGINS" in response.text
 
 
 async def test_unlisted_origin_gets_no_xhr_session(guarded: Kite) -> None:
@@ -88,7 +91,7 @@ async def test_unlisted_origin_gets_no_xhr_session(guarded: Kite) -> None:
 
 
 @pytest.mark.parametrize("suffix", ["", "/websocket", "/SERVER/SESSION/websocket"])
-async def test_unlisted_origin_cannot_open_a_websocket(guarded: Kite, suffix: str) -> None:
+async def test_unlisted_origin_websocket_rejected(guarded: Kite, suffix: str) -> None:
     url = ws_base(guarded) + suffix.replace("/SERVER/SESSION", session_path())
     with pytest.raises(websockets.InvalidStatus) as raised:
         await websockets.connect(url, origin=STRANGER, open_timeout=WAIT)  # type: ignore[arg-type]
@@ -97,7 +100,7 @@ async def test_unlisted_origin_cannot_open_a_websocket(guarded: Kite, suffix: st
     assert not guarded.connections
 
 
-async def test_clients_without_origin_and_same_origin_pages_pass(guarded: Kite, connect: Connect) -> None:
+async def test_no_origin_and_own_origin_pass(guarded: Kite, connect: Connect) -> None:
     # Go kites and kitectl send the kite's own origin; Node clients send none.
     client = await connect(guarded.url, transport="websocket")
     assert await client.tell("square", 3) == 9
@@ -108,7 +111,7 @@ async def test_clients_without_origin_and_same_origin_pages_pass(guarded: Kite, 
     assert same.status_code == 200
 
 
-async def test_refusals_leave_other_clients_served(guarded: Kite, connect: Connect) -> None:
+async def test_rejections_keep_other_clients_served(guarded: Kite, connect: Connect) -> None:
     client = await connect(guarded.url, transport="xhr")
     for _ in range(3):
         with pytest.raises(websockets.InvalidStatus):
@@ -117,7 +120,7 @@ async def test_refusals_leave_other_clients_served(guarded: Kite, connect: Conne
     await assert_still_serving(client)
 
 
-async def test_allow_list_change_applies_to_new_requests(guarded: Kite) -> None:
+async def test_allow_list_change_applies_live(guarded: Kite) -> None:
     async with httpx.AsyncClient(timeout=WAIT) as http:
         before = await http.get(guarded.url + "/info", headers={"Origin": STRANGER})
         guarded.config.allowed_origins.append(STRANGER)
@@ -133,12 +136,13 @@ def test_environment_sets_the_allow_list() -> None:
     assert config.allowed_origins == ["https://a.example.test", "http://localhost:3000"]
 
 
-def test_environment_rejects_a_url_that_is_not_an_origin() -> None:
+def test_environment_rejects_non_origin() -> None:
     with pytest.raises(ConfigError) as raised:
         Config().apply_environment({"KITE_ALLOWED_ORIGINS": "https://a.example.test/app"})
 
     message = str(raised.value)
-    assert "'https://a.example.test/app'" in message and "KITE_ALLOWED_ORIGINS" in message
+    assert "'https://a.example.test/app'" in message
+    assert "KITE_ALLOWED_ORIGINS" in message
     assert "scheme://host[:port]" in message
 
 
@@ -169,7 +173,7 @@ async def site_kite(tmp_path: Path) -> AsyncIterator[Kite]:
     await kite.stop()
 
 
-async def test_http_routes_and_static_files_share_the_kite_port(site_kite: Kite, connect: Connect) -> None:
+async def test_routes_and_files_share_port(site_kite: Kite, connect: Connect) -> None:
     client = await connect(site_kite.url, transport="xhr")
     base = origin_of(site_kite)
     async with httpx.AsyncClient(timeout=WAIT) as http:
@@ -191,7 +195,7 @@ async def test_http_routes_and_static_files_share_the_kite_port(site_kite: Kite,
 
 
 @pytest.mark.parametrize("path", ["/../secret.txt", "/%2e%2e/secret.txt", "/js/../../secret.txt", "/missing.html"])
-async def test_static_files_stay_inside_the_directory(site_kite: Kite, path: str) -> None:
+async def test_static_files_stay_inside_directory(site_kite: Kite, path: str) -> None:
     async with httpx.AsyncClient(timeout=WAIT) as http:
         response = await http.get(origin_of(site_kite) + path)
 
