@@ -81,8 +81,6 @@ class OriginPolicy:
             normalized = normalize_origin(origin)
         except ValueError:
             return False
-        # NOTE: behind a proxy that ends TLS, ``scheme`` is http while the page is https,
-        # so the kite's own page counts as cross-origin there and must be listed.
         if host and normalized != "null":
             try:
                 if normalized == normalize_origin(f"{scheme}://{host}"):

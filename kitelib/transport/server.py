@@ -56,6 +56,19 @@ def _cors_headers(request: web.Request) -> dict[str, str]:
     return headers
 
 
+def _public_host_and_scheme(request: web.Request) -> tuple[str, str]:
+    """Return the host and scheme the browser used, as a reverse proxy reports them in X-Forwarded-* headers.
+
+    Behind a proxy that ends TLS, the kite sees http while the page is https.
+    Trusting these headers is safe for the origin check: a page's script
+    cannot set them on a WebSocket, and an XHR that sets them needs a
+    preflight, which the same check rejects first.
+    """
+    host = request.headers.get("X-Forwarded-Host", "").split(",")[0].strip() or request.host
+    scheme = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower() or request.scheme
+    return host, scheme
+
+
 def _peer(request: web.Request) -> str:
     remote = request.remote or "unknown"
     peername = request.transport.get_extra_info("peername") if request.transport else None
@@ -247,7 +260,7 @@ class KiteServer:
                       ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def checked(request: web.Request) -> web.StreamResponse:
             origin = request.headers.get("Origin")
-            if origin is not None and not self.origin_policy().allows(origin, request.host, request.scheme):
+            if origin is not None and not self.origin_policy().allows(origin, *_public_host_and_scheme(request)):
                 logger.warning("rejected %s %s from %s: origin %r is not in allowed_origins",
                                request.method, request.path, _peer(request), origin)
                 # Without CORS headers the page's script gets a failed request, not this text.

@@ -111,6 +111,19 @@ async def test_no_origin_and_own_origin_pass(guarded: Kite, connect: Connect) ->
     assert same.status_code == 200
 
 
+async def test_own_page_behind_tls_proxy_passes(guarded: Kite) -> None:
+    proxied = {"Origin": "https://kite.example.test", "X-Forwarded-Proto": "https",
+               "X-Forwarded-Host": "kite.example.test"}
+    async with httpx.AsyncClient(timeout=WAIT) as http:
+        own = await http.get(guarded.url + "/info", headers=proxied)
+        other = await http.get(guarded.url + "/info", headers={**proxied, "Origin": "https://other.example.test"})
+        downgraded = await http.get(guarded.url + "/info", headers={**proxied, "X-Forwarded-Proto": "http"})
+
+    assert own.status_code == 200
+    assert other.status_code == 403
+    assert downgraded.status_code == 403
+
+
 async def test_rejections_keep_other_clients_served(guarded: Kite, connect: Connect) -> None:
     client = await connect(guarded.url, transport="xhr")
     for _ in range(3):
