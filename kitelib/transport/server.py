@@ -59,7 +59,7 @@ def _cors_headers(request: web.Request) -> dict[str, str]:
 def _public_host_and_scheme(request: web.Request) -> tuple[str, str]:
     """Return the host and scheme the browser used, as a reverse proxy reports them in X-Forwarded-* headers.
 
-    Behind a proxy that ends TLS, the kite sees http while the page is https.
+    Behind a proxy that ends TLS, requests reach the kite as http while the page is https.
     Trusting these headers is safe for the origin check: a page's script
     cannot set them on a WebSocket, and an XHR that sets them needs a
     preflight, which the same check rejects first.
