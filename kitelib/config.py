@@ -79,7 +79,7 @@ class Config:
     verify_ttl: float = DEFAULT_VERIFY_TTL
     leeway: float = DEFAULT_LEEWAY
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
-    # Browser origins that may open sessions; empty accepts every origin, as sockjs-go does.
+    # Browser origins that may open sessions. Empty accepts every origin, as sockjs-go does.
     allowed_origins: list[str] = field(default_factory=list)
 
     def copy(self) -> "Config":

@@ -141,7 +141,7 @@ class Connection:
         await self.flush()
 
     def queue_message(self, message: Message) -> None:
-        """Queue one message for the next :meth:`flush`; messages go out in the order they were queued."""
+        """Queue one message for the next :meth:`flush`. Messages go out in the order they were queued."""
         if self.closed:
             raise SendError("can't send, connection is closed")
         self._outbox.append(dnode.encode_message(message))

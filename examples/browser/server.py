@@ -36,15 +36,13 @@ from kitelib.protocol.origin import OriginError, OriginPolicy
 HERE = Path(__file__).resolve().parent
 BUNDLE = HERE / "node_modules" / "kite.js" / "dist" / "bundle.js"
 
-logger = logging.getLogger("browser-demo")
-
 
 def make_kite(port: int, *, host: str = "127.0.0.1", bundle: Path = BUNDLE,
               allowed_origins: list[str] | None = None) -> Kite:
-    """Build the demo kite with its page routes; the tests call this too.
+    """Build the demo kite with its page routes. The tests call this too.
 
-    ``KITE_*`` variables apply as for any kite (``KITE_ALLOWED_ORIGINS``
-    among them); ``allowed_origins`` adds to what they allow.
+    ``KITE_*`` variables apply as for any kite, ``KITE_ALLOWED_ORIGINS``
+    among them, and ``allowed_origins`` adds to what they allow.
     """
     config = Config.load(read_kite_key=False)
     config.ip, config.port = host, port

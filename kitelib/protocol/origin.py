@@ -1,4 +1,4 @@
-"""Which browser origins may open a session with a kite.
+"""The rule for which browser origins may open a session with a kite.
 
 sockjs-go, which the Go kite serves through, accepts every origin: its
 WebSocket upgrade does not look at ``Origin`` and its XHR transports echo the
@@ -17,7 +17,7 @@ _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 
 class OriginError(ValueError):
-    """An allow-list entry that is not an origin; the message names the entry and the expected form."""
+    """An allow-list entry that is not an origin. The message names the entry and the expected form."""
 
 
 def normalize_origin(text: str) -> str:
@@ -46,20 +46,23 @@ def normalize_origin(text: str) -> str:
 
 
 class OriginPolicy:
-    """Decides whether a request's ``Origin`` may use the kite.
+    """An allow-list that decides whether a request's ``Origin`` may use the kite.
 
-    An empty allow-list, or one holding ``*``, accepts every origin, as
+    An empty allow-list, or one containing ``*``, accepts every origin, as
     sockjs-go does. Entries are origins such as ``https://app.example.com``
     or shell-style patterns such as ``https://*.example.com``. Two kinds of
-    request always pass: one without an ``Origin`` header (a Go kite,
-    kitectl, a Node client), and one from a page the kite served itself
-    (``Origin`` names the request's ``Host``). The allow-list guards against
-    other sites' pages, not against clients that are not browsers.
+    request always pass: one without an ``Origin`` header (a Node client),
+    and one whose ``Origin`` names the request's ``Host`` (a page the kite
+    served itself, or a Go kite or kitectl, which send the kite's own
+    origin). The allow-list guards against other sites' pages, not against
+    clients that are not browsers.
     """
 
     def __init__(self, allowed: Iterable[str] = ()):
+        # The setting as given, so a server can tell when it changed.
+        self.entries = tuple(allowed)
         patterns: list[str] = []
-        for entry in allowed:
+        for entry in self.entries:
             entry = entry.strip()
             if not entry:
                 continue

@@ -11,7 +11,7 @@ the raw WebSocket that kite.js dials by default:
   HTTP transports, with CORS preflights.
 
 Every route checks the request's ``Origin`` against the kite's
-``allowed_origins`` (see :mod:`kitelib.protocol.origin`) and answers 403 to a
+``allowed_origins`` (see :mod:`kitelib.protocol.origin`) and returns 403 to a
 page from an origin that is not allowed.
 """
 
@@ -229,7 +229,6 @@ class KiteServer:
         self.port = 0
         self.url = ""
         self._origin_policy = OriginPolicy(config.allowed_origins)
-        self._origin_entries = tuple(config.allowed_origins)
         self.add_routes(self.app, "/kite")
 
     def add_routes(self, app: web.Application, prefix: str) -> None:
@@ -251,9 +250,8 @@ class KiteServer:
     def origin_policy(self) -> OriginPolicy:
         """Return the policy for the kite's current ``allowed_origins``, rebuilt when the setting changes."""
         entries = tuple(self.kite.config.allowed_origins)
-        if entries != self._origin_entries:
+        if entries != self._origin_policy.entries:
             self._origin_policy = OriginPolicy(entries)
-            self._origin_entries = entries
         return self._origin_policy
 
     def _check_origin(self, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -345,7 +343,7 @@ class KiteServer:
         try:
             await ws.prepare(request)
         except ConnectionResetError:
-            # A browser that navigates away mid-handshake drops the socket; nothing was opened yet.
+            # A browser that navigates away mid-handshake drops the socket before anything was opened.
             logger.debug("WebSocket upgrade from %s ended before it completed", _peer(request))
             return ws
         transport = WebSocketTransport(ws, _peer(request), framed=framed)

@@ -21,7 +21,7 @@ def test_normalize_origin(text: str, expected: str) -> None:
 
 @pytest.mark.parametrize("text", ["app.example.test", "https://app.example.test/path", "https://a.test?x=1",
                                   "http://a.test:99999"])
-def test_normalize_rejects_what_is_not_an_origin(text: str) -> None:
+def test_normalize_rejects_non_origins(text: str) -> None:
     with pytest.raises(ValueError, match="is not an origin"):
         normalize_origin(text)
 

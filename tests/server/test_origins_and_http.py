@@ -101,7 +101,7 @@ async def test_unlisted_origin_websocket_rejected(guarded: Kite, suffix: str) ->
 
 
 async def test_no_origin_and_own_origin_pass(guarded: Kite, connect: Connect) -> None:
-    # Go kites and kitectl send the kite's own origin; Node clients send none.
+    # Go kites and kitectl send the kite's own origin, and Node clients send none.
     client = await connect(guarded.url, transport="websocket")
     assert await client.tell("square", 3) == 9
     async with websockets.connect(ws_base(guarded), open_timeout=WAIT) as socket:

@@ -3,7 +3,7 @@
 //             raw-websocket          a plain WebSocket to /kite, without SockJS
 //   kite=URL                         the kite's SockJS URL (default: this page's origin + /kite)
 //   run=0                            connect, but make no calls until asked
-// window.demo holds what happened, for people in the console and for the tests.
+// window.demo contains what happened, for people in the console and for the tests.
 'use strict'
 
 const params = new URLSearchParams(window.location.search)
@@ -18,7 +18,7 @@ const demo = {
   ticks: [],
   log: [],
   kite: null,
-  // Calls a method and resolves with {result} or {error: {type, message}}; never rejects.
+  // Calls a method and resolves with {result} or {error: {type, message}}. It never rejects.
   call(method, ...args) {
     return new Promise((resolve) => {
       demo.kite.tell(method, args, (err, result) => {
